@@ -1,0 +1,1 @@
+"""The thin HTTP API: authenticate, validate, write the request down, enqueue, answer."""

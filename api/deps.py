@@ -1,0 +1,91 @@
+"""Request dependencies as Annotated aliases: resources, sessions, the current user."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.auth import security
+from shared.auth import service as auth
+from shared.config import Settings
+from shared.errors import Unauthorized
+from shared.resources import Resources
+
+REVOKED_ACCESS_PREFIX = "brainwave:revoked-access:"
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/login", auto_error=False)
+api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+def get_resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+def get_settings_dep(resources: ResourcesDep) -> Settings:
+    return resources.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+async def write_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
+    """A session whose route commits explicitly (see shared.jobs.service.commit_and_enqueue);
+    whatever is not committed is rolled back when it closes."""
+    async with resources.db.sessionmaker() as session:
+        yield session
+
+
+async def read_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
+    async with resources.db.read_sessionmaker() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(write_session)]
+ReadSessionDep = Annotated[AsyncSession, Depends(read_session)]
+
+
+class Principal:
+    __slots__ = ("token_expires_at", "token_jti", "user_id")
+
+    def __init__(self, user_id: str, token_jti: str | None = None, expires_at: float = 0) -> None:
+        self.user_id = user_id
+        self.token_jti = token_jti
+        self.token_expires_at = expires_at
+
+
+async def current_principal(
+    resources: ResourcesDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+) -> Principal:
+    """Bearer access JWT (checked against the logout denylist) or an X-API-Key."""
+    if token:
+        claims = security.decode_token(resources.settings.jwt_secret, token, expected_type="access")
+        if await resources.redis.exists(REVOKED_ACCESS_PREFIX + claims.jti):
+            raise Unauthorized("The token has been revoked.")
+        return Principal(claims.user_id, claims.jti, claims.expires_at.timestamp())
+    if api_key:
+        async with resources.db.read_sessionmaker() as session:
+            user_id = await auth.user_id_for_api_key(session, api_key)
+        if user_id is None:
+            raise Unauthorized("The API key is not valid.")
+        return Principal(user_id)
+    raise Unauthorized("Authentication required: send a Bearer token or an X-API-Key.")
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def current_user_id(principal: PrincipalDep) -> str:
+    return principal.user_id
+
+
+UserId = Annotated[str, Depends(current_user_id)]

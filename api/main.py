@@ -1,0 +1,55 @@
+"""The ASGI app: `uvicorn api.main:app`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from api.errors import install_error_handlers
+from api.middleware import DeclaredBodyLimit
+from api.routers import auth, health, jobs, materials, search
+from shared.config import Settings, get_settings
+from shared.logging import configure_logging
+from shared.resources import Resources
+
+MAX_JSON_BODY_BYTES = 10 * 1024 * 1024
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.resources = await Resources.open(settings)
+        try:
+            yield
+        finally:
+            await app.state.resources.close()
+
+    app = FastAPI(
+        title="Brainwave API",
+        version="0.1.0",
+        summary="Backend of the Brainwave AI study companion.",
+        lifespan=lifespan,
+        max_body_size=MAX_JSON_BODY_BYTES,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "Last-Event-ID"],
+            max_age=600,
+        )
+    app.add_middleware(DeclaredBodyLimit, max_bytes=MAX_JSON_BODY_BYTES)
+    install_error_handlers(app)
+    for module in (health, auth, jobs, materials, search):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,1 @@
+"""Code shared by the API and the workers: settings, storage, models and domain services."""

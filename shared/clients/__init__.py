@@ -1,0 +1,1 @@
+"""Clients for everything outside our own code: embedders, the vector store, providers."""

@@ -1,0 +1,71 @@
+"""One settings object for every process, read from env vars and `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"
+MIN_PRODUCTION_SECRET_LENGTH = 32
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    chroma_url: str = "http://127.0.0.1:8001"
+    api_port: int = 8000
+    workers: int = 1
+
+    jwt_secret: str = DEFAULT_JWT_SECRET
+    access_token_minutes: int = 15
+    refresh_token_days: int = 30
+    cors_origins: list[str] = Field(default_factory=list)
+
+    gemini_api_key: str = ""
+    assemblyai_api_key: str = ""
+
+    max_text_chars: int = 2_000_000
+    chunk_tokens: int = 220
+    chunk_overlap_tokens: int = 40
+    embedding_dim: int = 384
+
+    job_max_attempts: int = 4
+    job_lease_seconds: float = 10.0
+    job_timeout_seconds: int = 3600
+    worker_max_jobs: int = 10
+    queue_name: str = "brainwave:queue"
+
+    @model_validator(mode="after")
+    def _refuse_weak_production_secret(self) -> Settings:
+        if self.env == "production" and (
+            self.jwt_secret == DEFAULT_JWT_SECRET
+            or len(self.jwt_secret) < MIN_PRODUCTION_SECRET_LENGTH
+        ):
+            raise ValueError(
+                "JWT_SECRET must be set to a random value of at least "
+                f"{MIN_PRODUCTION_SECRET_LENGTH} characters when ENV=production"
+            )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'data' / 'brainwave.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

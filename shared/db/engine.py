@@ -1,0 +1,86 @@
+"""Engines and session factories.
+
+SQLite is set up the way that is safe for several processes (the API and N workers):
+WAL, a busy timeout, foreign keys, synchronous=NORMAL, and `BEGIN IMMEDIATE` for write
+transactions so that a read transaction is never upgraded to a write (in WAL mode that
+upgrade fails at once with "database is locked" instead of waiting). Read-only work goes
+through `read_engine`, whose transactions begin deferred and never take the write lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from shared.config import Settings
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _install_sqlite_pragmas(engine: AsyncEngine, *, begin: str) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql(begin)
+
+
+def _make_engine(url: str, *, sqlite_begin: str | None) -> AsyncEngine:
+    kwargs: dict[str, Any] = {"pool_pre_ping": not url.startswith("sqlite")}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    engine = create_async_engine(url, **kwargs)
+    if url.startswith("sqlite") and sqlite_begin:
+        _install_sqlite_pragmas(engine, begin=sqlite_begin)
+    return engine
+
+
+class Database:
+    """The process's engines and session factories, built at startup and disposed at shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        url = settings.resolved_database_url
+        self.engine = _make_engine(url, sqlite_begin="BEGIN IMMEDIATE")
+        self.read_engine = (
+            _make_engine(url, sqlite_begin="BEGIN") if settings.is_sqlite else self.engine
+        )
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessionmaker = async_sessionmaker(self.read_engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A write session: commits when the block ends cleanly, rolls back otherwise."""
+        async with self.sessionmaker() as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+
+    @asynccontextmanager
+    async def read_session(self) -> AsyncIterator[AsyncSession]:
+        async with self.read_sessionmaker() as session:
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()

@@ -1,0 +1,76 @@
+"""The material pipeline's steps after acquisition: chunk, embed, index, store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from shared.clients.embeddings import Embedder
+from shared.clients.vectorstore import VectorStore
+from shared.materials.chunking import ChunkDraft, Segment, chunk_segments
+from shared.materials.models import Chunk
+
+EMBED_BATCH = 64
+
+Progress = Callable[[int, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedMaterial:
+    chunks: list[Chunk]
+    embedding_model: str
+
+
+def chunk_id(material_id: str, position: int) -> str:
+    """Deterministic, so a re-run of the job overwrites instead of duplicating."""
+    return f"{material_id}-{position:05d}"
+
+
+async def chunk_text(segments: list[Segment], max_tokens: int, overlap: int) -> list[ChunkDraft]:
+    return await asyncio.to_thread(
+        chunk_segments, segments, max_tokens=max_tokens, overlap_tokens=overlap
+    )
+
+
+async def embed_and_index(
+    drafts: list[ChunkDraft],
+    *,
+    material_id: str,
+    user_id: str,
+    embedder: Embedder,
+    store: VectorStore,
+    progress: Progress,
+) -> IndexedMaterial:
+    """Embed in batches and upsert into the vector store, reporting progress as it goes."""
+    chunks = [
+        Chunk(
+            id=chunk_id(material_id, position),
+            material_id=material_id,
+            user_id=user_id,
+            position=position,
+            text=draft.text,
+            token_count=draft.token_count,
+            heading=draft.heading,
+            page=draft.page,
+            start_s=draft.start_s,
+            end_s=draft.end_s,
+        )
+        for position, draft in enumerate(drafts)
+    ]
+    await store.delete_material(material_id)
+    total = len(chunks)
+    for start in range(0, total, EMBED_BATCH):
+        batch = chunks[start : start + EMBED_BATCH]
+        embeddings = await embedder.embed([c.text for c in batch])
+        await store.upsert(
+            ids=[c.id for c in batch],
+            embeddings=embeddings,
+            metadatas=[
+                {"user_id": user_id, "material_id": material_id, "position": c.position}
+                for c in batch
+            ],
+        )
+        done = start + len(batch)
+        await progress(20 + int(75 * done / total), f"embedding {done}/{total} chunks")
+    return IndexedMaterial(chunks=chunks, embedding_model=embedder.model_id)

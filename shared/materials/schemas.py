@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.jobs.schemas import JobOut
+from shared.materials.models import MaterialStatus
+
+MAX_TEXT_CHARS = 2_000_000
+
+
+class TextMaterialIn(BaseModel):
+    title: str = Field(min_length=1, max_length=300)
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+
+    @field_validator("title", "text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+class MaterialOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    title: str
+    kind: str
+    source: str
+    status: MaterialStatus
+    error: str | None
+    job_id: str | None
+    embedding_model: str | None
+    char_count: int
+    chunk_count: int
+    page_count: int | None
+    duration_s: float | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class MaterialCreated(BaseModel):
+    material: MaterialOut
+    job: JobOut
+
+
+class ChunkOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    material_id: str
+    position: int
+    text: str
+    token_count: int
+    heading: str | None
+    page: int | None
+    start_s: float | None
+    end_s: float | None
+
+
+class Location(BaseModel):
+    position: int
+    heading: str | None
+    page: int | None
+    start_s: float | None
+    end_s: float | None
+
+
+class SearchHit(BaseModel):
+    chunk_id: str
+    material_id: str
+    material_title: str
+    text: str
+    score: float = Field(description="Cosine similarity, 1 is identical.")
+    location: Location
+
+
+class SearchResults(BaseModel):
+    query: str
+    hits: list[SearchHit]

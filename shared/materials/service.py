@@ -1,0 +1,94 @@
+"""Materials: creation (file on disk + row + job), reads, deletion of everything they own."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.clients.vectorstore import VectorStore
+from shared.config import Settings
+from shared.errors import NotFound
+from shared.jobs import service as jobs
+from shared.jobs.models import Job
+from shared.materials.models import Chunk, Material, MaterialStatus
+from shared.materials.schemas import TextMaterialIn
+from shared.pagination import Page, page_of
+
+log = logging.getLogger(__name__)
+
+PROCESS_MATERIAL = "process_material"
+
+
+def material_file(settings: Settings, relative: str) -> Path:
+    return settings.data_dir.resolve() / relative
+
+
+async def create_text_material(
+    session: AsyncSession, settings: Settings, user_id: str, data: TextMaterialIn
+) -> tuple[Material, Job]:
+    material = Material(
+        user_id=user_id,
+        title=data.title.strip(),
+        kind="text",
+        source="text",
+        status=MaterialStatus.PENDING,
+    )
+    session.add(material)
+    await session.flush()
+    relative = f"uploads/documents/{material.id}.txt"
+    path = material_file(settings, relative)
+    await asyncio.to_thread(path.write_text, data.text, encoding="utf-8")
+    material.file_path = relative
+    job = jobs.create_job(session, user_id, PROCESS_MATERIAL, {"material_id": material.id})
+    await session.flush()
+    material.job_id = job.id
+    return material, job
+
+
+async def get_material(session: AsyncSession, user_id: str, material_id: str) -> Material:
+    material = await session.scalar(
+        select(Material).where(Material.id == material_id, Material.user_id == user_id)
+    )
+    if material is None:
+        raise NotFound("Material not found.")
+    return material
+
+
+async def list_materials(
+    session: AsyncSession, user_id: str, *, limit: int, cursor: str | None
+) -> Page[Material]:
+    query = select(Material).where(Material.user_id == user_id)
+    if cursor:
+        query = query.where(Material.id < cursor)
+    items = list(await session.scalars(query.order_by(Material.id.desc()).limit(limit + 1)))
+    return page_of(items, limit, items[limit - 1].id if len(items) > limit else None)
+
+
+async def list_chunks(
+    session: AsyncSession, user_id: str, material_id: str, *, limit: int, cursor: int | None
+) -> Page[Chunk]:
+    await get_material(session, user_id, material_id)
+    query = select(Chunk).where(Chunk.material_id == material_id)
+    if cursor is not None:
+        query = query.where(Chunk.position > cursor)
+    items = list(await session.scalars(query.order_by(Chunk.position).limit(limit + 1)))
+    next_cursor = str(items[limit - 1].position) if len(items) > limit else None
+    return page_of(items, limit, next_cursor)
+
+
+async def delete_material(
+    session: AsyncSession, settings: Settings, store: VectorStore, user_id: str, material_id: str
+) -> str | None:
+    """Delete the row (chunks cascade), its vectors and its file; return its job id."""
+    material = await get_material(session, user_id, material_id)
+    await store.delete_material(material.id)
+    if material.file_path:
+        path = material_file(settings, material.file_path)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+    await session.execute(delete(Chunk).where(Chunk.material_id == material.id))
+    await session.delete(material)
+    return material.job_id

@@ -1,0 +1,51 @@
+"""The clients a process holds: built at startup (lifespan / on_startup), closed at shutdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+
+import shared.models  # noqa: F401 - every mapper must be known before the first flush
+from shared.clients.embeddings import Embedder, build_embedder
+from shared.clients.vectorstore import VectorStore
+from shared.config import Settings
+from shared.db import Database
+from shared.storage import ensure_layout
+
+
+def redis_settings(settings: Settings) -> RedisSettings:
+    return RedisSettings.from_dsn(settings.redis_url)
+
+
+@dataclass(slots=True)
+class Resources:
+    settings: Settings
+    db: Database
+    redis: ArqRedis
+    embedder: Embedder
+    store: VectorStore
+
+    @classmethod
+    async def open(cls, settings: Settings, redis: ArqRedis | None = None) -> Resources:
+        """Open everything. `redis` is given by arq in a worker; the API creates its own."""
+        ensure_layout(settings)
+        if redis is None:
+            redis = await create_pool(
+                redis_settings(settings),
+                default_queue_name=settings.queue_name,
+                retry=0,
+            )
+        embedder = build_embedder(settings.embedding_dim)
+        return cls(
+            settings=settings,
+            db=Database(settings),
+            redis=redis,
+            embedder=embedder,
+            store=VectorStore(settings.chroma_url, embedder.model_id),
+        )
+
+    async def close(self, *, close_redis: bool = True) -> None:
+        await self.db.dispose()
+        if close_redis:
+            await self.redis.aclose()

@@ -1,0 +1,1 @@
+"""The arq workers: job functions and their lifecycle."""

@@ -1,0 +1,77 @@
+"""arq worker settings: `arq worker.main.WorkerSettings`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, ClassVar
+
+from arq import cron
+from arq.connections import RedisSettings
+from arq.worker import Function
+
+from shared.config import get_settings
+from shared.jobs.channels import WORKER_HEARTBEAT_TTL_S, WORKER_HEARTBEATS_KEY
+from shared.logging import configure_logging
+from shared.materials.service import PROCESS_MATERIAL
+from shared.resources import Resources, redis_settings
+from worker.lifecycle import WORKER_ID, job_function
+from worker.tasks import materials
+from worker.tasks.maintenance import reap_jobs
+
+log = logging.getLogger(__name__)
+settings = get_settings()
+
+HEARTBEAT_INTERVAL_S = WORKER_HEARTBEAT_TTL_S / 3
+
+
+async def _heartbeat(resources: Resources) -> None:
+    while True:
+        now = time.time()
+        async with resources.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(WORKER_HEARTBEATS_KEY, {WORKER_ID: now})
+            pipe.zremrangebyscore(WORKER_HEARTBEATS_KEY, 0, now - WORKER_HEARTBEAT_TTL_S)
+            await pipe.execute()
+        await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    configure_logging()  # after arq's CLI has installed its own handlers
+    resources = await Resources.open(settings, redis=ctx["redis"])
+    ctx["resources"] = resources
+    ctx["heartbeat"] = asyncio.create_task(_heartbeat(resources))
+    log.info("worker %s started", WORKER_ID)
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    ctx["heartbeat"].cancel()
+    resources: Resources = ctx["resources"]
+    with contextlib.suppress(Exception):
+        await resources.redis.zrem(WORKER_HEARTBEATS_KEY, WORKER_ID)
+    await resources.close(close_redis=False)  # arq owns the connection it gave us
+
+
+class WorkerSettings:
+    functions: ClassVar[list[Function]] = [
+        job_function(
+            PROCESS_MATERIAL,
+            materials.process_material,
+            settings_max_attempts=settings.job_max_attempts,
+            on_failure=materials.on_failure,
+        ),
+    ]
+    cron_jobs: ClassVar[list[Any]] = [
+        cron(reap_jobs, second=set(range(0, 60, 5)), run_at_startup=True, timeout=30),
+    ]
+    on_startup = startup
+    on_shutdown = shutdown
+    redis_settings: ClassVar[RedisSettings] = redis_settings(settings)
+    queue_name = settings.queue_name
+    max_jobs = settings.worker_max_jobs
+    job_timeout = settings.job_timeout_seconds
+    keep_result = 0
+    allow_abort_jobs = True
+    poll_delay = 0.1
+    health_check_interval = 5
