@@ -10,8 +10,8 @@ the owner.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
