@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.errors import install_error_handlers
-from api.middleware import DeclaredBodyLimit
+from api.middleware import BodySizeLimit
 from api.routers import auth, health, jobs, materials, search
 from shared.config import Settings, get_settings
 from shared.logging import configure_logging
@@ -35,7 +35,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Backend of the Brainwave AI study companion.",
         lifespan=lifespan,
-        max_body_size=MAX_JSON_BODY_BYTES,
     )
     if settings.cors_origins:
         app.add_middleware(
@@ -45,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "Last-Event-ID"],
             max_age=600,
         )
-    app.add_middleware(DeclaredBodyLimit, max_bytes=MAX_JSON_BODY_BYTES)
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_JSON_BODY_BYTES)
     install_error_handlers(app)
     for module in (health, auth, jobs, materials, search):
         app.include_router(module.router)

@@ -37,7 +37,9 @@ async def _run_online() -> None:
     async with engine.connect() as connection:
         if connection.dialect.name == "sqlite":
             await connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+            await connection.commit()
         await connection.run_sync(_configure)
+        await connection.commit()
     await engine.dispose()
 
 

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     max_text_chars: int = 2_000_000
     chunk_tokens: int = 220
     chunk_overlap_tokens: int = 40
-    embedding_dim: int = 384
+    embedding_dim: int = 768
 
     job_max_attempts: int = 4
     job_lease_seconds: float = 10.0

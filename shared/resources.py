@@ -42,7 +42,7 @@ class Resources:
             db=Database(settings),
             redis=redis,
             embedder=embedder,
-            store=VectorStore(settings.chroma_url, embedder.model_id),
+            store=VectorStore(settings.chroma_url, embedder.model_id, redis=redis),
         )
 
     async def close(self, *, close_redis: bool = True) -> None:

@@ -41,7 +41,7 @@ def compose() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return compose["services"]  # type: ignore[no-any-return]
+    return compose["services"]
 
 
 def _memory_bytes(value: str) -> int:

@@ -106,15 +106,18 @@ def terms(text: str) -> list[str]:
 class HashingEmbedder:
     """Offline embedder: feature hashing of word unigrams and bigrams.
 
-    Deterministic, no network, no model download. Each term is hashed (CRC-32) to one of
-    `dimension` buckets with a sign; weights are 1 + log(tf); vectors are L2-normalised, so
-    cosine similarity measures shared vocabulary. It finds passages that use the words of
+    Deterministic, no network, no model download. Each term is hashed (CRC-32) into
+    `PROBES` of `dimension` buckets, each with its own sign, so one collision never wipes a
+    term out; weights are 1 + log(tf); vectors are L2-normalised, so cosine similarity
+    measures shared vocabulary. It finds passages that use the words of
     the query — lexical search, not semantic understanding — and says so in its model id.
     """
 
-    def __init__(self, dimension: int = 384) -> None:
+    PROBES = 2
+
+    def __init__(self, dimension: int = 768) -> None:
         self.dimension = dimension
-        self.model_id = f"offline-hash-v1-{dimension}"
+        self.model_id = f"offline-hash-v2-{dimension}"
 
     def embed_one(self, text: str) -> np.ndarray:
         words = terms(text)
@@ -122,12 +125,14 @@ class HashingEmbedder:
         features.update(f"{a} {b}" for a, b in itertools.pairwise(words))
         vector = np.zeros(self.dimension, dtype=np.float32)
         for feature, count in features.items():
-            digest = zlib.crc32(feature.encode())
-            sign = 1.0 if digest & 0x8000_0000 else -1.0
             weight = 1.0 + math.log(count)
             if " " in feature:
                 weight *= 0.5  # bigrams refine, unigrams carry
-            vector[digest % self.dimension] += sign * weight
+            encoded = feature.encode()
+            for probe in range(self.PROBES):
+                digest = zlib.crc32(encoded, probe)
+                sign = 1.0 if digest & 0x8000_0000 else -1.0
+                vector[digest % self.dimension] += sign * weight
         norm = float(np.linalg.norm(vector))
         return vector / norm if norm > 0 else vector
 

@@ -10,8 +10,10 @@ the owner.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -20,6 +22,7 @@ import chromadb
 from chromadb.api import AsyncClientAPI
 from chromadb.api.models.AsyncCollection import AsyncCollection
 from chromadb.config import Settings as ChromaSettings
+from redis.asyncio import Redis
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +36,22 @@ def collection_name(model_id: str) -> str:
     return "chunks-" + re.sub(r"[^a-zA-Z0-9._-]", "-", model_id)
 
 
-class VectorStore:
-    """Connects on first use, so a process starts (and reports not-ready) while Chroma is down."""
+WRITE_LOCK_KEY = "brainwave:chroma:write-lock"
 
-    def __init__(self, url: str, model_id: str) -> None:
+
+class VectorStore:
+    """Connects on first use, so a process starts (and reports not-ready) while Chroma is down.
+
+    Writes from every process are serialised by a Redis lock, one batch at a time: the
+    Chroma 1.5 server indexes ~1,000 vectors/s for one or two writers but collapses to
+    ~70/s with six concurrent writers (measured here, 768 dimensions), so taking turns is
+    ~10x faster than writing at once.
+    """
+
+    def __init__(self, url: str, model_id: str, redis: Redis | None = None) -> None:
         self.url = url
         self.model_id = model_id
+        self._redis = redis
         self._client: AsyncClientAPI | None = None
         self._collection_handle: AsyncCollection | None = None
         self._lock = asyncio.Lock()
@@ -80,10 +93,18 @@ class VectorStore:
         if ids:
             collection = await self._collection()
             vectors: list[Sequence[float]] = list(embeddings)
-            await collection.upsert(ids=ids, embeddings=vectors, metadatas=list(metadatas))
+            async with self._write_turn():
+                await collection.upsert(ids=ids, embeddings=vectors, metadatas=list(metadatas))
 
     async def delete_material(self, material_id: str) -> None:
-        await (await self._collection()).delete(where={"material_id": material_id})
+        collection = await self._collection()
+        async with self._write_turn():
+            await collection.delete(where={"material_id": material_id})
+
+    def _write_turn(self) -> AbstractAsyncContextManager[object]:
+        if self._redis is None:
+            return contextlib.nullcontext()
+        return self._redis.lock(WRITE_LOCK_KEY, timeout=60, sleep=0.005, blocking_timeout=300)
 
     async def query(
         self,

@@ -34,7 +34,7 @@ async def search(
         .join(Material, Material.id == Chunk.material_id)
         .where(Chunk.id.in_([h.chunk_id for h in vector_hits]), Material.user_id == user_id)
     )
-    by_id = {chunk.id: (chunk, title) for chunk, title in rows.tuples()}
+    by_id = {chunk.id: (chunk, title) for chunk, title in rows}
     hits = []
     for hit in vector_hits:
         found = by_id.get(hit.chunk_id)

@@ -1,0 +1,112 @@
+"""End to end: the system started exactly as `make run` starts it, driven over HTTP.
+
+No Redis is reachable at the configured URL, so the supervisor starts an embedded Valkey,
+as it does on a fresh machine; it also starts its own Chroma server, the API (uvicorn) and
+a worker (arq), each a separate process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import ROOT, TEST_JWT_SECRET, free_port, stop_process, wait_http
+
+
+@pytest.fixture(scope="module")
+def system(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    data_dir = tmp_path_factory.mktemp("e2e")
+    api_port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_"))},
+        "DATA_DIR": str(data_dir),
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "CHROMA_URL": f"http://127.0.0.1:{free_port()}",
+        "API_PORT": str(api_port),
+        "WORKERS": "1",
+        "JWT_SECRET": TEST_JWT_SECRET,
+    }
+    log = (data_dir / "system.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scripts.devserver"], cwd=ROOT, env=env, stdout=log, stderr=log
+    )
+    base = f"http://127.0.0.1:{api_port}"
+    try:
+        wait_http(f"{base}/api/health", timeout=120, process=process)
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{base}/api/health/ready").json()["checks"]["workers"]["live"] < 1:
+            assert time.monotonic() < deadline, (data_dir / "system.log").read_text()
+            time.sleep(0.2)
+        yield base, process
+    finally:
+        stop_process(process)
+
+
+def register_and_login(client: httpx.Client, email: str) -> dict[str, str]:
+    password = "a long enough password"
+    assert (
+        client.post("/api/auth/register", json={"email": email, "password": password}).status_code
+        == 201
+    )
+    tokens = client.post("/api/auth/login", data={"username": email, "password": password}).json()
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def test_learner_journey_over_http(system: tuple[str, subprocess.Popen[bytes]]) -> None:
+    base, _ = system
+    with httpx.Client(base_url=base, timeout=30) as client:
+        alice = register_and_login(client, "alice@example.com")
+        created = client.post(
+            "/api/materials/text",
+            headers=alice,
+            json={
+                "title": "The French Revolution",
+                "text": "# Causes\n\nThe Estates-General met at Versailles in May 1789.\n\n"
+                "# Events\n\nThe storming of the Bastille happened on 14 July 1789.",
+            },
+        )
+        assert created.status_code == 202, created.text
+        job_id = created.json()["job"]["id"]
+        deadline = time.monotonic() + 60
+        while (job := client.get(f"/api/jobs/{job_id}", headers=alice).json())["status"] in {
+            "queued",
+            "running",
+        }:
+            assert time.monotonic() < deadline, job
+            time.sleep(0.1)
+        assert job["status"] == "succeeded", job
+
+        hits = client.get("/api/search", params={"q": "Bastille storming"}, headers=alice).json()[
+            "hits"
+        ]
+        assert hits[0]["material_id"] == created.json()["material"]["id"]
+        assert "Bastille" in hits[0]["text"]
+
+        bob = register_and_login(client, "bob@example.com")
+        assert client.get(f"/api/jobs/{job_id}", headers=bob).status_code == 404
+        material_id = created.json()["material"]["id"]
+        assert client.get(f"/api/materials/{material_id}", headers=bob).status_code == 404
+        assert client.get("/api/search", params={"q": "Bastille"}, headers=bob).json()["hits"] == []
+
+
+def test_sigterm_stops_every_process(system: tuple[str, subprocess.Popen[bytes]]) -> None:
+    _, process = system
+    children = psutil.Process(process.pid).children(recursive=True)
+    names = " ".join(" ".join(c.cmdline()) for c in children)
+    assert "uvicorn" in names and "arq" in names and "chroma" in names and "valkey" in names
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    _gone, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == [], [p.cmdline() for p in alive]
+    assert not Path("/proc", str(process.pid)).exists() or process.returncode is not None
