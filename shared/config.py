@@ -30,7 +30,28 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
 
     gemini_api_key: str = ""
+    gemini_base_url: str = ""  # empty: Google's endpoint; tests point it at a local fake
+    gemini_model: str = "gemini-2.5-flash"
+    gemini_embedding_model: str = "gemini-embedding-001"
+    openai_base_url: str = ""  # OpenAI-compatible: Ollama, vLLM, LM Studio, OpenAI
+    openai_api_key: str = ""
+    openai_model: str = ""
+    openai_embedding_model: str = ""
+    llm_provider: Literal["auto", "gemini", "openai", "offline"] = "auto"
+    embedding_provider: Literal["auto", "gemini", "openai", "offline"] = "auto"
+    provider_timeout_seconds: float = 60.0
+
     assemblyai_api_key: str = ""
+    assemblyai_base_url: str = "https://api.assemblyai.com"
+
+    max_upload_bytes: int = 200 * 1024 * 1024
+    max_fetch_bytes: int = 500 * 1024 * 1024
+    fetch_timeout_seconds: float = 30.0
+    fetch_allowlist: list[str] = Field(
+        default_factory=list,
+        description="host:port pairs the URL guard lets through even when they resolve to "
+        "a private or loopback address. For tests and trusted internal mirrors only.",
+    )
 
     max_text_chars: int = 2_000_000
     chunk_tokens: int = 220
