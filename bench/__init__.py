@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.run [name ...]` (see bench/run.py)."""

@@ -1,0 +1,34 @@
+"""`python -m bench.run [job_poll] [job_lifecycle]`: run the benchmarks (all by default).
+
+Environment: BENCH_REDIS_URL (default redis://127.0.0.1:6379/9, flushed before and after),
+BENCH_DURATION / BENCH_ROUNDS / BENCH_CONNECTIONS / BENCH_WRK_THREADS (job_poll),
+BENCH_JOBS / BENCH_ROUNDS / BENCH_PROFILES (default,tuned) / BENCH_WORKER_SETTINGS (JSON overrides
+of the worker settings, e.g. '{"max_jobs": 30}') (job_lifecycle).
+"""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+import sys
+import time
+
+BENCHMARKS = ("job_poll", "job_lifecycle")
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+        return 2
+    print(f"command: {shlex.join([sys.executable, '-m', 'bench.run', *argv])}\n")
+    for name in names:
+        started = time.monotonic()
+        importlib.import_module(f"bench.{name}").main()
+        print(f"({name} took {time.monotonic() - started:.0f}s)\n", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
