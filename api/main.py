@@ -10,12 +10,13 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api.errors import install_error_handlers
 from api.middleware import BodySizeLimit
-from api.routers import auth, health, jobs, materials, search
+from api.routers import auth, chat, health, jobs, materials, search
 from shared.config import Settings, get_settings
 from shared.logging import configure_logging
 from shared.resources import Resources
 
 MAX_JSON_BODY_BYTES = 10 * 1024 * 1024
+MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -44,9 +45,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "Last-Event-ID"],
             max_age=600,
         )
-    app.add_middleware(BodySizeLimit, max_bytes=MAX_JSON_BODY_BYTES)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=MAX_JSON_BODY_BYTES,
+        path_limits={"/api/materials": settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES},
+    )
     install_error_handlers(app)
-    for module in (health, auth, jobs, materials, search):
+    for module in (health, auth, jobs, materials, search, chat):
         app.include_router(module.router)
     return app
 

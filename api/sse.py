@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -58,3 +59,34 @@ async def job_event_stream(
         with contextlib.suppress(Exception):
             await pubsub.unsubscribe()
             await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def with_keepalive(
+    events: AsyncIterator[bytes], interval: float = KEEPALIVE_S
+) -> AsyncIterator[bytes]:
+    """Pass events through, and send an SSE comment whenever the source is quiet for
+    `interval` seconds (a slow model), so proxies and browsers keep the stream open."""
+    iterator = aiter(events)
+    pending: asyncio.Task[bytes] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait({pending}, timeout=interval)
+            if not done:
+                yield b": keep-alive\n\n"
+                continue
+            try:
+                chunk = pending.result()
+            except StopAsyncIteration:
+                return
+            finally:
+                if done:
+                    pending = None
+            yield chunk
+    finally:
+        if pending is not None:
+            pending.cancel()
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()

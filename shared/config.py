@@ -43,6 +43,7 @@ class Settings(BaseSettings):
 
     assemblyai_api_key: str = ""
     assemblyai_base_url: str = "https://api.assemblyai.com"
+    assemblyai_poll_seconds: float = 3.0
 
     max_upload_bytes: int = 200 * 1024 * 1024
     max_fetch_bytes: int = 500 * 1024 * 1024

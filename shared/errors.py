@@ -45,6 +45,16 @@ class PayloadTooLarge(AppError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(AppError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class ProviderFailed(AppError):
+    status_code = 502
+    code = "provider_error"
+
+
 class ServiceUnavailable(AppError):
     status_code = 503
     code = "service_unavailable"

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
 import shared.models  # noqa: F401 - every mapper must be known before the first flush
-from shared.clients.embeddings import Embedder, build_embedder
+from shared.clients.embeddings import Embedder
+from shared.clients.llm import LLM, build_embedder, build_llm
+from shared.clients.transcription import AssemblyAITranscriber, build_transcriber
 from shared.clients.vectorstore import VectorStore
 from shared.config import Settings
 from shared.db import Database
@@ -25,6 +27,8 @@ class Resources:
     redis: ArqRedis
     embedder: Embedder
     store: VectorStore
+    llm: LLM
+    transcriber: AssemblyAITranscriber
 
     @classmethod
     async def open(cls, settings: Settings, redis: ArqRedis | None = None) -> Resources:
@@ -36,16 +40,23 @@ class Resources:
                 default_queue_name=settings.queue_name,
                 retry=0,
             )
-        embedder = build_embedder(settings.embedding_dim)
+        embedder = build_embedder(settings)
         return cls(
             settings=settings,
             db=Database(settings),
             redis=redis,
             embedder=embedder,
             store=VectorStore(settings.chroma_url, embedder.model_id, redis=redis),
+            llm=build_llm(settings),
+            transcriber=build_transcriber(settings),
         )
 
     async def close(self, *, close_redis: bool = True) -> None:
+        await self.llm.aclose()
+        close_embedder = getattr(self.embedder, "aclose", None)
+        if close_embedder is not None:
+            await close_embedder()
+        self.transcriber.close()
         await self.db.dispose()
         if close_redis:
             await self.redis.aclose()

@@ -4,6 +4,7 @@ SQLite file migrated by Alembic, the app in-process over ASGI, and real worker p
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -25,6 +26,8 @@ import redis
 from api.main import create_app
 from shared.config import Settings
 from shared.resources import Resources
+from tests.fakes.assemblyai import FakeAssemblyAI
+from tests.fakes.media import MediaServer, make_media
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,7 +114,26 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings(tmp_path_factory: pytest.TempPathFactory, redis_url: str, chroma_url: str) -> Settings:
+def media_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
+    """Serves ffmpeg-made audio/video, captions and a web page, as the internet would."""
+    with MediaServer(make_media(tmp_path_factory.mktemp("media")).root) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def fake_assemblyai() -> Iterator[FakeAssemblyAI]:
+    with FakeAssemblyAI() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def settings(
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_url: str,
+    chroma_url: str,
+    media_server: MediaServer,
+    fake_assemblyai: FakeAssemblyAI,
+) -> Settings:
     data_dir = tmp_path_factory.mktemp("data")
     return Settings(
         env="test",
@@ -121,6 +143,10 @@ def settings(tmp_path_factory: pytest.TempPathFactory, redis_url: str, chroma_ur
         jwt_secret=TEST_JWT_SECRET,
         queue_name=f"brainwave-test:{uuid.uuid4().hex[:8]}",
         job_lease_seconds=3.0,
+        assemblyai_api_key=fake_assemblyai.api_key,
+        assemblyai_base_url=fake_assemblyai.base_url,
+        assemblyai_poll_seconds=0.05,
+        fetch_allowlist=[media_server.host_port],
     )
 
 
@@ -136,6 +162,13 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
         QUEUE_NAME=settings.queue_name,
         JOB_LEASE_SECONDS=str(settings.job_lease_seconds),
         PYTHONUNBUFFERED="1",
+    )
+    env.update(
+        ASSEMBLYAI_API_KEY=settings.assemblyai_api_key,
+        ASSEMBLYAI_BASE_URL=settings.assemblyai_base_url,
+        ASSEMBLYAI_POLL_SECONDS=str(settings.assemblyai_poll_seconds),
+        FETCH_ALLOWLIST=json.dumps(settings.fetch_allowlist),
+        MAX_UPLOAD_BYTES=str(settings.max_upload_bytes),
     )
     if settings.database_url:
         env["DATABASE_URL"] = settings.database_url

@@ -25,13 +25,12 @@ import redis.exceptions
 from arq import Retry
 from arq.constants import in_progress_key_prefix
 from arq.worker import Function, func
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import OperationalError
 
 from shared.jobs import service as jobs
 from shared.jobs.errors import JobCancelled, PermanentJobError, TransientJobError
 from shared.jobs.models import Job, JobStatus
-from shared.jobs.schemas import JobOut
 from shared.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -72,17 +71,10 @@ class JobRun:
         if percent < 100 and now - self._last_write < PROGRESS_MIN_INTERVAL_S:
             return
         self._last_write = now
-        async with self.resources.db.session() as session:
-            job = await jobs.transition(
-                session,
-                self.resources.redis,
-                self.id,
-                only_from=RUNNING,
-                where=(Job.worker == WORKER_ID,),
-                progress=max(0, min(100, percent)),
-                stage=stage[:200],
-            )
-        if job is None:
+        state = await _set(
+            self.resources, self.id, progress=max(0, min(100, percent)), stage=stage[:200]
+        )
+        if state is None:
             raise JobCancelled("The job was cancelled.")
 
 
@@ -97,40 +89,58 @@ async def _keep_lease(resources: Resources, job_id: str) -> None:
         await asyncio.sleep(resources.settings.job_lease_seconds / 3)
 
 
-async def _set(resources: Resources, job_id: str, **values: Any) -> JobOut | None:
-    async with resources.db.session() as session:
-        return await jobs.transition(
-            session,
-            resources.redis,
-            job_id,
-            only_from=RUNNING,
-            where=(Job.worker == WORKER_ID,),
-            **values,
+async def _transition(
+    resources: Resources,
+    job_id: str,
+    only_from: frozenset[str],
+    where: tuple[ColumnElement[bool], ...],
+    **values: Any,
+) -> jobs.JobState | None:
+    """One short write transaction, then the announcement (after the commit)."""
+    async with resources.db.transaction() as connection:
+        state = await jobs.transition(
+            connection, job_id, only_from=only_from, where=where, **values
         )
+    if state is not None:
+        await jobs.announce(resources.redis, state)
+    return state
 
 
-async def _claim(resources: Resources, job_id: str, attempt: int) -> Job | None:
-    now = datetime.now(UTC)
-    async with resources.db.session() as session:
-        claimed = await jobs.transition(
-            session,
-            resources.redis,
+async def _set(resources: Resources, job_id: str, **values: Any) -> jobs.JobState | None:
+    """Update a job this worker is running (no-op once it was cancelled or re-claimed)."""
+    return await _transition(resources, job_id, RUNNING, (Job.worker == WORKER_ID,), **values)
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    id: str
+    kind: str
+    user_id: str
+    payload: dict[str, Any]
+
+
+async def _claim(resources: Resources, job_id: str, attempt: int) -> _Claimed | None:
+    async with resources.db.transaction() as connection:
+        state = await jobs.transition(
+            connection,
             job_id,
             only_from=CLAIMABLE,
             status=JobStatus.RUNNING,
             attempts=attempt,
             worker=WORKER_ID,
             stage="starting",
-            started_at=now,
+            started_at=datetime.now(UTC),
             error=None,
         )
-        if claimed is None:
+        if state is None:
             return None
-        return await session.scalar(select(Job).where(Job.id == job_id))
+        payload = await connection.scalar(select(Job.payload).where(Job.id == job_id))
+    await jobs.announce(resources.redis, state)
+    return _Claimed(job_id, state.job.kind, state.user_id, dict(payload or {}))
 
 
 async def _fail(
-    resources: Resources, job: Job, message: str, on_failure: FailureHook | None
+    resources: Resources, job: _Claimed, message: str, on_failure: FailureHook | None
 ) -> None:
     failed = await _set(
         resources,

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+import orjson
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from api.deps import ReadSessionDep, ResourcesDep, SessionDep, UserId
@@ -19,10 +20,21 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(max_length=64)]
 
 
-@router.get("/{job_id}", responses=responses(401, 404))
-async def get_job(job_id: str, user_id: UserId, session: ReadSessionDep) -> JobOut:
-    """What the frontend polls: status, progress 0–100, stage, error, result."""
-    return await jobs.get_job(session, user_id, job_id)
+@router.get("/{job_id}", responses=responses(401, 404), response_model=JobOut)
+async def get_job(job_id: str, user_id: UserId, resources: ResourcesDep) -> Response:
+    """What the frontend polls: status, progress 0–100, stage, error, result.
+
+    The hot path: served from the snapshot announced at each change (one Redis GET under
+    a key that names the owner), falling back to the row when there is none.
+    """
+    cached = await jobs.cached_job_json(resources.redis, user_id, job_id)
+    if cached is None:
+        async with resources.db.read_session() as session:
+            job = await jobs.get_job(session, user_id, job_id)
+        state = jobs.JobState(user_id, job)
+        await jobs.announce(resources.redis, state, publish=False)
+        cached = orjson.dumps(job.model_dump(mode="json"))
+    return Response(content=cached, media_type="application/json")
 
 
 @router.get("", responses=responses(401, 422))
@@ -43,9 +55,10 @@ async def list_jobs(
 async def cancel_job(
     job_id: str, user_id: UserId, session: SessionDep, resources: ResourcesDep
 ) -> JobOut:
-    job = await jobs.cancel_job(session, resources.redis, user_id, job_id)
+    state = await jobs.cancel_job(session, user_id, job_id)
     await session.commit()
-    return job
+    await jobs.after_cancel(resources.redis, state)
+    return state.job
 
 
 @router.get(

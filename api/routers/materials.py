@@ -3,15 +3,24 @@ from __future__ import annotations
 import contextlib
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, File, Query, Response, UploadFile, status
 
 from api.deps import ReadSessionDep, ResourcesDep, SessionDep, UserId
 from api.errors import responses
-from shared.errors import Conflict
+from shared.errors import Conflict, InvalidInput, NotFound, UnsupportedMediaType
 from shared.jobs import service as jobs
 from shared.jobs.schemas import JobOut
 from shared.materials import service as materials
-from shared.materials.schemas import ChunkOut, MaterialCreated, MaterialOut, TextMaterialIn
+from shared.materials import uploads
+from shared.materials.schemas import (
+    ChunkOut,
+    MaterialCreated,
+    MaterialOut,
+    RejectedUpload,
+    TextMaterialIn,
+    UploadResult,
+    UrlMaterialIn,
+)
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 
 router = APIRouter(prefix="/api/materials", tags=["materials"])
@@ -25,6 +34,64 @@ async def create_text_material(
 ) -> MaterialCreated:
     """Store a note; a `process_material` job makes it searchable. Poll the job."""
     material, job = await materials.create_text_material(session, resources.settings, user_id, data)
+    await jobs.commit_and_enqueue(session, resources.redis)
+    return MaterialCreated(
+        material=MaterialOut.model_validate(material), job=JobOut.model_validate(job)
+    )
+
+
+MAX_FILES_PER_UPLOAD = 20
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, responses=responses(401, 413, 415, 422))
+async def upload_materials(
+    files: Annotated[
+        list[UploadFile],
+        File(description="One or more files; each one becomes a material and a job."),
+    ],
+    user_id: UserId,
+    session: SessionDep,
+    resources: ResourcesDep,
+) -> UploadResult:
+    """Upload PDF, DOCX, PPTX, Markdown, text, audio or video. The type is read from the
+    content, not from the name. A file of an unsupported type is listed under `rejected`
+    and does not stop the others; when every file is rejected the answer is 415."""
+    if len(files) > MAX_FILES_PER_UPLOAD:
+        raise InvalidInput(f"Send at most {MAX_FILES_PER_UPLOAD} files at once.")
+    accepted: list[MaterialCreated] = []
+    rejected: list[RejectedUpload] = []
+    for upload in files:
+        stored = await uploads.store_upload(
+            session, resources.settings, user_id, upload.file, upload.filename
+        )
+        if isinstance(stored, uploads.Rejected):
+            rejected.append(RejectedUpload(filename=stored.filename, message=stored.message))
+            continue
+        material, job = stored
+        await session.flush()
+        accepted.append(
+            MaterialCreated(
+                material=MaterialOut.model_validate(material), job=JobOut.model_validate(job)
+            )
+        )
+    if not accepted:
+        raise UnsupportedMediaType(
+            "None of the files is of a supported type.",
+            details=[r.model_dump() for r in rejected],
+        )
+    await jobs.commit_and_enqueue(session, resources.redis)
+    return UploadResult(items=accepted, rejected=rejected)
+
+
+@router.post("/url", status_code=status.HTTP_202_ACCEPTED, responses=responses(401, 422))
+async def create_url_material(
+    data: UrlMaterialIn, user_id: UserId, session: SessionDep, resources: ResourcesDep
+) -> MaterialCreated:
+    """A YouTube link (captions first, else the audio is transcribed), a web page (its main
+    text) or a direct audio/video link. Addresses inside private networks are refused."""
+    material, job = await uploads.create_url_material(
+        session, resources.settings, user_id, data.url, data.title
+    )
     await jobs.commit_and_enqueue(session, resources.redis)
     return MaterialCreated(
         material=MaterialOut.model_validate(material), job=JobOut.model_validate(job)
@@ -73,8 +140,11 @@ async def delete_material(
     job_id = await materials.delete_material(
         session, resources.settings, resources.store, user_id, material_id
     )
+    cancelled = None
     if job_id:
-        with contextlib.suppress(Conflict):  # the job had already finished
-            await jobs.cancel_job(session, resources.redis, user_id, job_id)
+        with contextlib.suppress(Conflict, NotFound):  # the job had already finished
+            cancelled = await jobs.cancel_job(session, user_id, job_id)
     await session.commit()
+    if cancelled is not None:
+        await jobs.after_cancel(resources.redis, cancelled)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

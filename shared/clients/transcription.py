@@ -374,4 +374,4 @@ def _language(code: object) -> str | None:
 
 def build_transcriber(settings: Settings) -> AssemblyAITranscriber:
     """The transcriber a process holds (built at startup; it fails only when used unkeyed)."""
-    return AssemblyAITranscriber(settings)
+    return AssemblyAITranscriber(settings, polling_interval=settings.assemblyai_poll_seconds)

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -74,6 +75,12 @@ class Database:
             except BaseException:
                 await session.rollback()
                 raise
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A Core write transaction, lighter than an ORM session for single statements."""
+        async with self.engine.begin() as connection:
+            yield connection
 
     @asynccontextmanager
     async def read_session(self) -> AsyncIterator[AsyncSession]:

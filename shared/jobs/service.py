@@ -1,13 +1,17 @@
 """Job rows: creation (enqueued only after commit), reads, state transitions, cancel.
 
 Every transition is one conditional UPDATE … RETURNING, so two processes can never move a
-job backwards (a cancelled job stays cancelled), and its new state is published on Redis
-for the SSE stream.
+job backwards (a cancelled job stays cancelled). After the transaction commits, the new
+state is *announced*: stored in Redis as a ready-made JSON snapshot under a key that names
+the owner (what `GET /api/jobs/{id}` serves without touching the database) and published
+for the SSE stream. The row stays the truth: a missing snapshot is rebuilt from it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +20,7 @@ from arq.connections import ArqRedis
 from arq.constants import abort_jobs_ss
 from redis.asyncio import Redis
 from sqlalchemy import ColumnElement, Select, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.errors import Conflict, NotFound
 from shared.jobs.channels import job_events_channel
@@ -28,6 +32,23 @@ log = logging.getLogger(__name__)
 
 _PENDING_ENQUEUES = "brainwave.pending_enqueues"
 JOB_COLUMNS = tuple(c for c in Job.__table__.columns if c.key not in {"payload", "user_id"})
+FINAL_SNAPSHOT_TTL_S = 7 * 24 * 3600
+ACTIVE_SNAPSHOT_TTL_S = 60
+"""An active job's snapshot lives a minute unless refreshed, so a lost announcement can
+leave a poll stale for a minute at most before it falls back to the row."""
+ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """A job's public state and its owner, as read back by UPDATE … RETURNING."""
+
+    user_id: str
+    job: JobOut
+
+
+def snapshot_key(user_id: str, job_id: str) -> str:
+    return f"brainwave:job:{user_id}:{job_id}"
 
 
 def create_job(session: AsyncSession, user_id: str, kind: str, payload: dict[str, Any]) -> Job:
@@ -55,6 +76,7 @@ async def commit_and_enqueue(session: AsyncSession, queue: ArqRedis) -> None:
     await session.commit()
     for job in pending:
         try:
+            await announce(queue, JobState(job.user_id, JobOut.model_validate(job)), publish=False)
             await enqueue(queue, job.kind, job.id)
         except Exception:  # the row is durable; the workers' reaper enqueues it later
             log.exception("enqueue failed for job %s; the reaper will retry it", job.id)
@@ -79,6 +101,12 @@ async def get_job(session: AsyncSession, user_id: str, job_id: str) -> JobOut:
     return JobOut.model_validate(row)
 
 
+async def cached_job_json(redis: Redis, user_id: str, job_id: str) -> bytes | None:
+    """The job's JSON as last announced, or None (then read the row with `get_job`)."""
+    cached: bytes | None = await redis.get(snapshot_key(user_id, job_id))
+    return cached
+
+
 async def list_jobs(
     session: AsyncSession,
     user_id: str,
@@ -101,58 +129,68 @@ async def list_jobs(
 
 
 async def transition(
-    session: AsyncSession,
-    redis: Redis,
+    session: AsyncSession | AsyncConnection,
     job_id: str,
     *,
     only_from: frozenset[str],
     where: tuple[ColumnElement[bool], ...] = (),
     **values: Any,
-) -> JobOut | None:
-    """Move a job to new values if its status is in `only_from` (and `where` holds);
-    publish and return it, or return None when the job was not in that state."""
+) -> JobState | None:
+    """Move a job to new values if its status is in `only_from` (and `where` holds).
+
+    Returns the new state, or None when the job was not in such a state. The caller
+    commits, then calls `announce`.
+    """
     values.setdefault("updated_at", datetime.now(UTC))
     statement = (
         update(Job)
         .where(Job.id == job_id, Job.status.in_(only_from), *where)
         .values(**values)
-        .returning(*JOB_COLUMNS)
+        .returning(Job.user_id, *JOB_COLUMNS)
     )
     row = (await session.execute(statement)).mappings().first()
     if row is None:
         return None
-    job = JobOut.model_validate(row)
-    await publish(redis, job)
-    return job
+    return JobState(user_id=row["user_id"], job=JobOut.model_validate(row))
 
 
-async def publish(redis: Redis, job: JobOut) -> None:
+async def announce(redis: Redis, state: JobState, *, publish: bool = True) -> None:
+    """Store a committed state as the poll snapshot and publish it to SSE listeners."""
+    data = orjson.dumps(state.job.model_dump(mode="json"))
     try:
-        await redis.publish(job_events_channel(job.id), orjson.dumps(job.model_dump(mode="json")))
-    except Exception:  # pub/sub is a convenience; the row is the truth
-        log.warning("could not publish progress of job %s", job.id, exc_info=True)
+        async with redis.pipeline(transaction=False) as pipe:
+            final = state.job.status in TERMINAL_STATUSES
+            ttl = FINAL_SNAPSHOT_TTL_S if final else ACTIVE_SNAPSHOT_TTL_S
+            pipe.set(snapshot_key(state.user_id, state.job.id), data, ex=ttl)
+            if publish:
+                pipe.publish(job_events_channel(state.job.id), data)
+            await pipe.execute()
+    except Exception:  # the row is the truth; a poll falls back to it
+        log.warning("could not announce job %s", state.job.id, exc_info=True)
 
 
-ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+async def cancel_job(session: AsyncSession, user_id: str, job_id: str) -> JobState:
+    """Cancel a queued or running job; the caller commits, then calls `after_cancel`.
 
-
-async def cancel_job(session: AsyncSession, redis: Redis, user_id: str, job_id: str) -> JobOut:
-    """Cancel a queued or running job. A running job stops at its next progress step."""
+    A running job stops at its next progress step.
+    """
     current = await get_job(session, user_id, job_id)
     if current.status in TERMINAL_STATUSES:
         raise Conflict(f"The job has already {current.status.value}.")
-    now = datetime.now(UTC)
-    job = await transition(
+    state = await transition(
         session,
-        redis,
         job_id,
         only_from=ACTIVE,
         status=JobStatus.CANCELLED,
         stage="cancelled",
-        finished_at=now,
+        finished_at=datetime.now(UTC),
     )
-    if job is None:
+    if state is None:
         raise Conflict("The job finished before it could be cancelled.")
-    # Ask arq to drop it if still queued, or to cancel its task if it is running.
-    await redis.zadd(abort_jobs_ss, {job_id: int(now.timestamp() * 1000)})
-    return job
+    return state
+
+
+async def after_cancel(redis: Redis, state: JobState) -> None:
+    """Announce the cancel, and ask arq to drop the job or cancel its running task."""
+    await announce(redis, state)
+    await redis.zadd(abort_jobs_ss, {state.job.id: int(time.time() * 1000)})

@@ -1,7 +1,8 @@
 """Structure-aware chunking to a token budget with overlap.
 
 Input is a list of segments (a page of a PDF, a transcript segment, a whole note); each
-keeps its location. Blocks are split at blank lines, Markdown headings start a new chunk,
+keeps its location. Blocks are split at blank lines, Markdown headings and new pages start
+a new chunk (so a citation's page is exact),
 long paragraphs are split at sentences, and each chunk after the first in a section
 begins with the last sentences of the previous one (the overlap), so a passage cut at a
 boundary is still found whole. Tokens are estimated from words (about 1.3 per word),
@@ -120,7 +121,9 @@ def chunk_segments(
     current: list[_Unit] = []
     fresh = 0  # words in `current` that are not overlap from the previous chunk
     for unit in _units(segments, max_words):
-        new_section = bool(current) and unit.heading != current[-1].heading
+        new_section = bool(current) and (
+            unit.heading != current[-1].heading or unit.segment.page != current[-1].segment.page
+        )
         full = sum(u.words for u in current) + unit.words > max_words
         if current and (new_section or full):
             if fresh:

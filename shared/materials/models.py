@@ -26,6 +26,10 @@ class Material(TimestampMixin, Base):
     kind: Mapped[str] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(String(32))
     source_ref: Mapped[str | None] = mapped_column(Text)
+    acquisition: Mapped[str | None] = mapped_column(String(32))
+    """How the content was obtained: upload, text, captions, audio, web_page, download."""
+    original_filename: Mapped[str | None] = mapped_column(String(300))
+    byte_size: Mapped[int | None] = mapped_column(Integer)
     file_path: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default=MaterialStatus.PENDING)
     error: Mapped[str | None] = mapped_column(Text)

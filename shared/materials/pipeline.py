@@ -1,17 +1,16 @@
-"""The `process_material` job: from a material's stored text to indexed, searchable chunks."""
+"""The `process_material` job: from any material to indexed, searchable chunks."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
+from urllib.parse import urlparse
 
 from sqlalchemy import delete, update
 
 from shared.jobs.errors import JobCancelled, PermanentJobError
-from shared.materials.chunking import Segment
+from shared.materials.acquire import Acquired, acquire
 from shared.materials.ingest import Progress, chunk_text, embed_and_index
 from shared.materials.models import Chunk, Material, MaterialStatus
-from shared.materials.service import material_file
 from shared.resources import Resources
 
 
@@ -23,27 +22,23 @@ async def _load(resources: Resources, material_id: str, user_id: str) -> Materia
     return material
 
 
-async def _read_text(resources: Resources, material: Material) -> str:
-    if not material.file_path:
-        raise PermanentJobError("The material has no stored content.")
-    path = material_file(resources.settings, material.file_path)
-    try:
-        return await asyncio.to_thread(path.read_text, encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise PermanentJobError("The material's file is missing.") from exc
-
-
 async def process_material(
     resources: Resources, user_id: str, payload: dict[str, Any], progress: Progress
 ) -> dict[str, Any]:
-    """Chunk, embed and index a material, then mark it ready. Safe to run twice."""
+    """Acquire, extract, chunk, embed and index a material, then mark it ready.
+
+    Safe to run twice: chunk ids are deterministic, vectors are upserted after the old ones
+    are deleted, and chunk rows are replaced in one transaction.
+    """
     settings = resources.settings
     material = await _load(resources, str(payload["material_id"]), user_id)
     await set_material_status(resources, material.id, MaterialStatus.PROCESSING)
-    await progress(5, "reading")
-    text = await _read_text(resources, material)
-    await progress(10, "chunking")
-    drafts = await chunk_text([Segment(text)], settings.chunk_tokens, settings.chunk_overlap_tokens)
+    await progress(2, "starting")
+    acquired = await acquire(resources, material, progress)
+    await progress(20, "chunking")
+    drafts = await chunk_text(
+        acquired.segments, settings.chunk_tokens, settings.chunk_overlap_tokens
+    )
     if not drafts:
         raise PermanentJobError("The material contains no text to study.")
     indexed = await embed_and_index(
@@ -61,13 +56,36 @@ async def process_material(
             raise JobCancelled("The material was deleted.")
         await session.execute(delete(Chunk).where(Chunk.material_id == material.id))
         session.add_all(indexed.chunks)
-        current.status = MaterialStatus.READY
-        current.error = None
-        current.char_count = len(text)
-        current.chunk_count = len(indexed.chunks)
-        current.embedding_model = indexed.embedding_model
+        _record(current, acquired, indexed.embedding_model, len(indexed.chunks))
     await progress(100, "ready")
     return {"material_id": material.id, "chunks": len(indexed.chunks)}
+
+
+def _record(material: Material, acquired: Acquired, embedding_model: str, chunks: int) -> None:
+    material.status = MaterialStatus.READY
+    material.error = None
+    material.char_count = sum(len(s.text) for s in acquired.segments)
+    material.chunk_count = chunks
+    material.embedding_model = embedding_model
+    material.page_count = acquired.page_count
+    material.duration_s = acquired.duration_s
+    material.acquisition = acquired.acquisition or material.acquisition
+    if acquired.file_path:
+        material.file_path = acquired.file_path
+    if (
+        acquired.title
+        and material.source == "url"
+        and material.title
+        in (
+            "YouTube video",
+            _host(material.source_ref),
+        )
+    ):
+        material.title = acquired.title[:300]
+
+
+def _host(url: str | None) -> str:
+    return urlparse(url or "").hostname or ""
 
 
 async def set_material_status(

@@ -29,6 +29,13 @@ class MaterialOut(BaseModel):
     title: str
     kind: str
     source: str
+    source_ref: str | None = Field(description="The URL a link material came from.")
+    acquisition: str | None = Field(
+        description="How the content was obtained: text, upload, captions, audio, web_page, "
+        "download."
+    )
+    original_filename: str | None
+    byte_size: int | None
     status: MaterialStatus
     error: str | None
     job_id: str | None
@@ -44,6 +51,21 @@ class MaterialOut(BaseModel):
 class MaterialCreated(BaseModel):
     material: MaterialOut
     job: JobOut
+
+
+class RejectedUpload(BaseModel):
+    filename: str
+    message: str
+
+
+class UploadResult(BaseModel):
+    items: list[MaterialCreated]
+    rejected: list[RejectedUpload]
+
+
+class UrlMaterialIn(BaseModel):
+    url: str = Field(min_length=1, max_length=2048, examples=["https://youtu.be/dQw4w9WgXcQ"])
+    title: str | None = Field(default=None, max_length=300)
 
 
 class ChunkOut(BaseModel):

@@ -35,6 +35,7 @@ async def create_text_material(
         title=data.title.strip(),
         kind="text",
         source="text",
+        acquisition="text",
         status=MaterialStatus.PENDING,
     )
     session.add(material)

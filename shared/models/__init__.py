@@ -1,8 +1,19 @@
 """Imports every ORM model so that Alembic and relationships see the whole schema."""
 
 from shared.auth.models import ApiKey, RefreshToken, User
+from shared.chat.models import ChatMessage, ChatSession
 from shared.db.base import Base
 from shared.jobs.models import Job
 from shared.materials.models import Chunk, Material
 
-__all__ = ["ApiKey", "Base", "Chunk", "Job", "Material", "RefreshToken", "User"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "ChatMessage",
+    "ChatSession",
+    "Chunk",
+    "Job",
+    "Material",
+    "RefreshToken",
+    "User",
+]

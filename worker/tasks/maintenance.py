@@ -46,14 +46,15 @@ async def reap_jobs(ctx: dict[str, Any]) -> dict[str, int]:
             async with resources.db.session() as session:
                 moved = await jobs.transition(
                     session,
-                    redis,
                     row.id,
                     only_from=frozenset({JobStatus.RUNNING}),
                     where=(Job.worker == row.worker, Job.attempts == row.attempts),
                     status=JobStatus.QUEUED,
                     stage="worker lost; re-queued",
                 )
-            requeued += moved is not None
+            if moved is not None:
+                await jobs.announce(redis, moved)
+                requeued += 1
         if now - row.updated_at > REENQUEUE_GRACE and not await redis.exists(
             job_key_prefix + row.id
         ):
