@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.errors import install_error_handlers
+from api.fastpath import JobPollFastPath
 from api.middleware import BodySizeLimit
 from api.routers import auth, chat, health, jobs, materials, search
 from shared.config import Settings, get_settings
@@ -37,6 +38,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Backend of the Brainwave AI study companion.",
         lifespan=lifespan,
     )
+    # The last one added runs first: CORS, then the body limit, then the job-poll fast path.
+    app.add_middleware(JobPollFastPath)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=MAX_JSON_BODY_BYTES,
+        path_limits={"/api/materials": settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES},
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -45,11 +53,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "Last-Event-ID"],
             max_age=600,
         )
-    app.add_middleware(
-        BodySizeLimit,
-        max_bytes=MAX_JSON_BODY_BYTES,
-        path_limits={"/api/materials": settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES},
-    )
     install_error_handlers(app)
     for module in (health, auth, jobs, materials, search, chat):
         app.include_router(module.router)

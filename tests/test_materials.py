@@ -209,3 +209,22 @@ async def test_streamed_body_over_the_limit_is_413(
         content=body(),
     )
     assert_error(response, 413, "payload_too_large")
+
+
+async def test_job_poll_fast_path_matches_the_row_and_respects_logout(
+    client: httpx.AsyncClient, resources: Resources
+) -> None:
+    from tests.conftest import sign_up
+
+    account = await sign_up(client)
+    created = await add_text(client, account, "Poll", "A note to poll about osmosis.")
+    done = await wait_job(client, account, created["job"]["id"])
+    listed = (await client.get("/api/jobs", headers=account.headers)).json()["items"]
+    assert [j for j in listed if j["id"] == done["id"]] == [done]  # snapshot == row
+    await resources.redis.delete(f"brainwave:job:{account.user_id}:{done['id']}")
+    assert (await client.get(f"/api/jobs/{done['id']}", headers=account.headers)).json() == done
+    key = await client.post("/api/auth/api-keys", headers=account.headers, json={"name": "k"})
+    by_key = await client.get(f"/api/jobs/{done['id']}", headers={"X-API-Key": key.json()["key"]})
+    assert by_key.json() == done
+    await client.post("/api/auth/logout", headers=account.headers)
+    assert_error(await client.get(f"/api/jobs/{done['id']}", headers=account.headers), 401)
