@@ -9,6 +9,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from api.deps import (
     REVOKED_ACCESS_PREFIX,
     PrincipalDep,
+    ReadSessionDep,
     ResourcesDep,
     SessionDep,
     SettingsDep,
@@ -40,11 +41,13 @@ async def register(data: RegisterIn, session: SessionDep) -> UserOut:
 @router.post("/login", responses=responses(401, 422))
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    read: ReadSessionDep,
     session: SessionDep,
     settings: SettingsDep,
 ) -> TokenPair:
     """OAuth2 password flow: `username` is the email."""
-    user = await auth.authenticate(session, form.username, form.password)
+    user = await auth.authenticate(read, form.username, form.password)
+    await read.close()  # the password check is slow; no transaction is held across it
     tokens = await auth.issue_tokens(session, settings, user.id)
     await session.commit()
     return tokens

@@ -21,13 +21,11 @@ from shared.ids import new_id
 
 async def register(session: AsyncSession, data: RegisterIn) -> User:
     email = data.email.lower()
+    # Hash before the first statement: a write transaction must not wait on argon2.
+    password_hash = await security.hash_password(data.password)
     if await session.scalar(select(User.id).where(User.email == email)):
         raise Conflict("An account with this email already exists.")
-    user = User(
-        email=email,
-        password_hash=await security.hash_password(data.password),
-        display_name=data.display_name,
-    )
+    user = User(email=email, password_hash=password_hash, display_name=data.display_name)
     session.add(user)
     try:
         await session.flush()

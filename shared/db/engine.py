@@ -67,7 +67,10 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A write session: commits when the block ends cleanly, rolls back otherwise."""
+        """A short write session: commits when the block ends cleanly, rolls back otherwise.
+
+        Keep slow work (network, hashing) out of the block: it holds the write lock.
+        """
         async with self.sessionmaker() as session:
             try:
                 yield session
