@@ -83,6 +83,7 @@ class FakeGemini:
     prompt_tokens: int = 42
     chunk_delay: float = 0.0
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    chunks_sent: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -126,6 +127,7 @@ class FakeGemini:
         self._malformed = False
         self.script = list(DEFAULT_SCRIPT)
         self.chunk_delay = 0.0
+        self.chunks_sent = 0
 
     def __enter__(self) -> FakeGemini:
         self.server.start()
@@ -189,6 +191,7 @@ class FakeGemini:
             so_far = len("".join(self.script[: i + 1]).split())
             chunk = self._chunk(text, last=i == len(self.script) - 1, output_tokens=so_far)
             yield b"data: " + json.dumps(chunk).encode() + b"\r\n\r\n"
+            self.chunks_sent += 1
             if i == 0 and self._stall:
                 await asyncio.sleep(self._stall)
             if self.chunk_delay:
