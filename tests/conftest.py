@@ -14,7 +14,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -385,3 +385,31 @@ def make_stack(settings: Settings, tmp_path: Path) -> Any:
             pool.stop_all()
 
     return _make
+
+
+@contextmanager
+def running_system(data_dir: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The whole system started exactly as `make run` starts it (scripts.devserver), on
+    free ports. No Redis answers at its REDIS_URL, so it starts an embedded Valkey as on a
+    fresh machine, and its own Chroma server. Yields the API's base URL and the process."""
+    api_port = free_port()
+    full_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_"))},
+        "DATA_DIR": str(data_dir),
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "CHROMA_URL": f"http://127.0.0.1:{free_port()}",
+        "API_PORT": str(api_port),
+        "WORKERS": "1",
+        "JWT_SECRET": TEST_JWT_SECRET,
+        **env,
+    }
+    log = (data_dir / "system.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scripts.devserver"], cwd=ROOT, env=full_env, stdout=log, stderr=log
+    )
+    base = f"http://127.0.0.1:{api_port}"
+    try:
+        wait_http(f"{base}/api/health", timeout=120, process=process)
+        yield base, process
+    finally:
+        stop_process(process)

@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from tests.conftest import ROOT, TEST_JWT_SECRET, free_port, stop_process, wait_http
+from tests.conftest import running_system
 from tests.fakes import ThreadedServer
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -84,13 +83,13 @@ run();
 
 
 class Page:
-    def __init__(self, api: str) -> None:
+    def __init__(self) -> None:
+        self.api = ""
         self.report: dict[str, object] | None = None
         self.received = threading.Event()
-        html = PAGE.replace("__API__", api)
 
         async def index(_: Request) -> Response:
-            return HTMLResponse(html)
+            return HTMLResponse(PAGE.replace("__API__", self.api))
 
         async def report(request: Request) -> Response:
             self.report = json.loads(await request.body())
@@ -103,31 +102,12 @@ class Page:
 
 @pytest.fixture(scope="module")
 def page_and_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Page, str]]:
-    data_dir = tmp_path_factory.mktemp("browser")
-    api_port = free_port()
-    api = f"http://127.0.0.1:{api_port}"
-    page = Page(api)
-    page_origin = page.server.base_url
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_"))},
-        "DATA_DIR": str(data_dir),
-        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-        "CHROMA_URL": f"http://127.0.0.1:{free_port()}",
-        "API_PORT": str(api_port),
-        "WORKERS": "1",
-        "JWT_SECRET": TEST_JWT_SECRET,
-        "CORS_ORIGINS": json.dumps([page_origin]),
-    }
-    log = (data_dir / "system.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "scripts.devserver"], cwd=ROOT, env=env, stdout=log, stderr=log
-    )
-    try:
-        wait_http(f"{api}/api/health", timeout=120, process=process)
+    page = Page()
+    origins = json.dumps([page.server.base_url])
+    with running_system(tmp_path_factory.mktemp("browser"), CORS_ORIGINS=origins) as (api, _):
+        page.api = api
         with page.server:
             yield page, api
-    finally:
-        stop_process(process)
 
 
 def test_browser_frontend_streams_chat_across_origins(

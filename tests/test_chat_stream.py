@@ -4,16 +4,13 @@ talking to a local Gemini fake: token order, a client that leaves, a provider ou
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, TEST_JWT_SECRET, free_port, stop_process, wait_http
+from tests.conftest import running_system
 from tests.fakes.gemini import FakeGemini
 
 SCRIPT = [f"word{i} " for i in range(40)]
@@ -27,32 +24,15 @@ def gemini() -> Iterator[FakeGemini]:
 
 @pytest.fixture(scope="module")
 def api(gemini: FakeGemini, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data_dir = tmp_path_factory.mktemp("chat-stream")
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_"))},
-        "DATA_DIR": str(data_dir),
-        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-        "CHROMA_URL": f"http://127.0.0.1:{free_port()}",
-        "API_PORT": str(port),
-        "WORKERS": "1",
-        "JWT_SECRET": TEST_JWT_SECRET,
-        "LLM_PROVIDER": "gemini",
-        "EMBEDDING_PROVIDER": "offline",
-        "GEMINI_API_KEY": gemini.api_key,
-        "GEMINI_BASE_URL": gemini.base_url,
-        "GEMINI_MODEL": "gemini-test",
-    }
-    log = (data_dir / "system.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "scripts.devserver"], cwd=ROOT, env=env, stdout=log, stderr=log
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{base}/api/health", timeout=120, process=process)
+    with running_system(
+        tmp_path_factory.mktemp("chat-stream"),
+        LLM_PROVIDER="gemini",
+        EMBEDDING_PROVIDER="offline",
+        GEMINI_API_KEY=gemini.api_key,
+        GEMINI_BASE_URL=gemini.base_url,
+        GEMINI_MODEL="gemini-test",
+    ) as (base, _):
         yield base
-    finally:
-        stop_process(process)
 
 
 @pytest.fixture

@@ -7,10 +7,8 @@ a worker (arq), each a separate process.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import ROOT, TEST_JWT_SECRET, free_port, stop_process, wait_http
+from tests.conftest import running_system
 
 
 @pytest.fixture(scope="module")
@@ -27,30 +25,12 @@ def system(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     data_dir = tmp_path_factory.mktemp("e2e")
-    api_port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_"))},
-        "DATA_DIR": str(data_dir),
-        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-        "CHROMA_URL": f"http://127.0.0.1:{free_port()}",
-        "API_PORT": str(api_port),
-        "WORKERS": "1",
-        "JWT_SECRET": TEST_JWT_SECRET,
-    }
-    log = (data_dir / "system.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "scripts.devserver"], cwd=ROOT, env=env, stdout=log, stderr=log
-    )
-    base = f"http://127.0.0.1:{api_port}"
-    try:
-        wait_http(f"{base}/api/health", timeout=120, process=process)
+    with running_system(data_dir) as (base, process):
         deadline = time.monotonic() + 60
         while httpx.get(f"{base}/api/health/ready").json()["checks"]["workers"]["live"] < 1:
             assert time.monotonic() < deadline, (data_dir / "system.log").read_text()
             time.sleep(0.2)
         yield base, process
-    finally:
-        stop_process(process)
 
 
 def register_and_login(client: httpx.Client, email: str) -> dict[str, str]:
