@@ -319,7 +319,7 @@ def test_malformed_allowlist_entries_fail_loudly() -> None:
         ("127.0.0.1", True),
         ("::ffff:10.1.2.3", True),
         ("2002:a00:1::", True),  # 6to4 wrapping 10.0.0.1
-        ("2002:5db8:d822::", False),  # 6to4 wrapping a public address
+        ("2002:5db8:d822::", True),  # 6to4 (deprecated tunnel), even around a public address
         ("64:ff9b::7f00:1", True),  # NAT64 wrapping 127.0.0.1
         ("100.127.255.254", True),
         ("192.0.2.1", True),  # documentation range

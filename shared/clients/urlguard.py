@@ -143,6 +143,10 @@ def is_forbidden_address(ip: IPAddress) -> bool:
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d is a.b.c.d on the wire
             return is_forbidden_address(ip.ipv4_mapped)
+        if ip.sixtofour is not None or ip.teredo is not None:
+            # Deprecated tunnels (RFC 7526, Teredo) that no study material needs; refused
+            # outright, since Python releases disagree on whether 2002::/16 is global.
+            return True
         if any(is_forbidden_address(v4) for v4 in _embedded_ipv4(ip)):
             return True
         if ip.is_site_local:
