@@ -1,9 +1,11 @@
-"""`python -m bench.run [job_poll] [job_lifecycle]`: run the benchmarks (all by default).
+"""`python -m bench.run [job_poll] [job_lifecycle] [chat_first_token]`: run the benchmarks
+(all by default).
 
 Environment: BENCH_REDIS_URL (default redis://127.0.0.1:6379/9, flushed before and after),
 BENCH_DURATION / BENCH_ROUNDS / BENCH_CONNECTIONS / BENCH_WRK_THREADS (job_poll),
 BENCH_JOBS / BENCH_ROUNDS / BENCH_PROFILES (default,tuned) / BENCH_WORKER_SETTINGS (JSON overrides
-of the worker settings, e.g. '{"max_jobs": 30}') (job_lifecycle).
+of the worker settings, e.g. '{"max_jobs": 30}') (job_lifecycle),
+BENCH_CHAT_RUNS / BENCH_CHAT_OFFLINE_RUNS / BENCH_CHAT_LATENCY_MS (chat_first_token: 50, 20, 200).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import shlex
 import sys
 import time
 
-BENCHMARKS = ("job_poll", "job_lifecycle")
+BENCHMARKS = ("job_poll", "job_lifecycle", "chat_first_token")
 
 
 def main(argv: list[str]) -> int:
