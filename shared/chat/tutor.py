@@ -8,6 +8,7 @@ stream (and so its HTTP request) at once.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -148,8 +149,9 @@ async def answer(
     """One turn of the conversation, as events: tokens, then citations and done (or error)."""
     async with resources.db.read_session() as session:
         earlier = await service.messages(session, chat.id, last=HISTORY_MESSAGES)
-    await _save(resources, chat, "user", question)
-    passages = await _retrieve(resources, chat, question)
+    _, passages = await asyncio.gather(
+        _save(resources, chat, "user", question), _retrieve(resources, chat, question)
+    )
     request = AnswerRequest(
         question=question,
         history=_history_within_budget(earlier),
