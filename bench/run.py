@@ -15,7 +15,7 @@ import shlex
 import sys
 import time
 
-BENCHMARKS = ("job_poll", "job_lifecycle", "chat_first_token")
+BENCHMARKS = ("job_poll", "job_lifecycle", "chat_first_token", "pdf_ingest")
 
 
 def main(argv: list[str]) -> int:
