@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     job_max_attempts: int = 4
     job_lease_seconds: float = 10.0
     job_timeout_seconds: int = 3600
-    worker_max_jobs: int = 10
+    worker_max_jobs: int = 4
     queue_name: str = "brainwave:queue"
 
     @model_validator(mode="after")
