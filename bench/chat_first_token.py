@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,16 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from bench.common import command_line, flushdb, free_port, redis_url, spawned, table, tail
+from bench.common import (
+    command_line,
+    flushdb,
+    free_port,
+    redis_url,
+    spawned,
+    table,
+    tail,
+    wait_ready,
+)
 from tests.fakes.gemini import FakeGemini
 
 RUNS = int(os.environ.get("BENCH_CHAT_RUNS", "50"))
@@ -49,7 +57,6 @@ CHUNK_DELAY_S = 0.01
 WARMUP = 2
 SCRIPT = ["Photosynthesis turns light ", "into chemical energy ", "in chloroplasts [1]. "]
 MODEL = "gemini-test"
-READY_TIMEOUT_S = 120.0
 TARGET_OVERHEAD_MS = 50.0
 QUESTION = "How does photosynthesis store the energy of light?"
 MATERIAL = (
@@ -79,19 +86,6 @@ class TimedGemini(FakeGemini):
                 first = False
                 self.stamps.append((received, time.perf_counter()))
             yield chunk
-
-
-def _wait_ready(base: str, process: subprocess.Popen[bytes], log_file: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        try:
-            if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"devserver did not come up:\n{tail(log_file)}")
-        time.sleep(0.3)
 
 
 def _prepare(client: httpx.Client) -> str:
@@ -170,7 +164,7 @@ def _system(
             spawned(argv, env=env, log_file=log_file, stop_timeout=45) as server,
             httpx.Client(base_url=base, timeout=60) as client,
         ):
-            _wait_ready(base, server, log_file)
+            wait_ready(base, server, log_file)
             session_id = _prepare(client)
             for i in range(WARMUP + runs):
                 before = len(gemini.stamps) if gemini else 0

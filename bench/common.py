@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import httpx
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,3 +125,17 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:,.2f}" if value < 10 else f"{value:,.0f}"
     return str(value)
+
+
+def wait_ready(base: str, process: subprocess.Popen[bytes], log_file: Path) -> None:
+    """Wait until a devserver's API answers /api/health (or fail with its log's tail)."""
+    deadline = time.monotonic() + 120.0
+    while True:
+        try:
+            if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"devserver did not come up:\n{tail(log_file)}")
+        time.sleep(0.3)

@@ -29,6 +29,7 @@ from bench.common import (
     spawned,
     table,
     tail,
+    wait_ready,
 )
 
 THREADS = int(os.environ.get("BENCH_WRK_THREADS", "2"))
@@ -36,7 +37,6 @@ CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 DURATION_S = int(os.environ.get("BENCH_DURATION", "10"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
 WARMUP_S = 2
-READY_TIMEOUT_S = 120.0
 TARGET_RATIO = 0.5
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -108,19 +108,6 @@ def _login(base: str) -> tuple[str, str, str]:
     return token, job_id, status
 
 
-def _wait_ready(base: str, process: subprocess.Popen[bytes], log_file: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        try:
-            if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"devserver did not come up:\n{tail(log_file)}")
-        time.sleep(0.3)
-
-
 def main() -> None:
     url = redis_url()
     api_port, chroma_port = free_port(), free_port()
@@ -139,7 +126,7 @@ def main() -> None:
     flushdb(url)
     try:
         with spawned(server_argv, env=env, log_file=log_file, stop_timeout=45) as server:
-            _wait_ready(base, server, log_file)
+            wait_ready(base, server, log_file)
             token, job_id, job_status = _login(base)
             endpoints = {
                 "health": (f"{base}/api/health", None),

@@ -35,8 +35,16 @@ from pathlib import Path
 import httpx
 from fpdf import FPDF
 
-from bench.common import command_line, flushdb, free_port, median, redis_url, spawned, table
-from bench.job_poll import _wait_ready
+from bench.common import (
+    command_line,
+    flushdb,
+    free_port,
+    median,
+    redis_url,
+    spawned,
+    table,
+    wait_ready,
+)
 from shared.clients.llm.factory import embedding_provider
 from shared.config import Settings
 
@@ -232,7 +240,7 @@ def running_system(env_vars: dict[str, str]) -> Iterator[str]:
     try:
         flushdb(env_vars["REDIS_URL"])
         with spawned(SERVER_ARGV, env=env, log_file=log_file, stop_timeout=45) as server:
-            _wait_ready(base, server, log_file)
+            wait_ready(base, server, log_file)
             yield base
             if server.poll() is not None:
                 raise RuntimeError(f"devserver died during the run (log {log_file})")
