@@ -13,12 +13,13 @@ from arq.connections import RedisSettings
 from arq.worker import Function
 
 from shared.config import get_settings
+from shared.flashcards.service import GENERATE_DECK
 from shared.jobs.channels import WORKER_HEARTBEAT_TTL_S, WORKER_HEARTBEATS_KEY
 from shared.logging import configure_logging
 from shared.materials.service import PROCESS_MATERIAL
 from shared.resources import Resources, redis_settings
 from worker.lifecycle import WORKER_ID, job_function
-from worker.tasks import materials
+from worker.tasks import flashcards, materials
 from worker.tasks.maintenance import reap_jobs
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,9 @@ class WorkerSettings:
             materials.process_material,
             settings_max_attempts=settings.job_max_attempts,
             on_failure=materials.on_failure,
+        ),
+        job_function(
+            GENERATE_DECK, flashcards.generate_deck, settings_max_attempts=settings.job_max_attempts
         ),
     ]
     cron_jobs: ClassVar[list[Any]] = [

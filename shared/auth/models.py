@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String
+from sqlalchemy import Boolean, Float, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db.base import Base, TimestampMixin, UTCDateTime, utcnow
@@ -17,6 +17,8 @@ class User(TimestampMixin, Base):
     password_hash: Mapped[str] = mapped_column(String(256))
     display_name: Mapped[str | None] = mapped_column(String(120))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    desired_retention: Mapped[float | None] = mapped_column(Float)
+    """FSRS target recall probability for this learner's reviews; null means 0.9."""
 
 
 class RefreshToken(Base):

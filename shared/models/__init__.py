@@ -3,17 +3,21 @@
 from shared.auth.models import ApiKey, RefreshToken, User
 from shared.chat.models import ChatMessage, ChatSession
 from shared.db.base import Base
+from shared.flashcards.models import Card, Deck, Review
 from shared.jobs.models import Job
 from shared.materials.models import Chunk, Material
 
 __all__ = [
     "ApiKey",
     "Base",
+    "Card",
     "ChatMessage",
     "ChatSession",
     "Chunk",
+    "Deck",
     "Job",
     "Material",
     "RefreshToken",
+    "Review",
     "User",
 ]
