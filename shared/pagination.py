@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
+from sqlalchemy import Select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 T = TypeVar("T")
+
+
+class _HasId(Protocol):
+    id: Any
+
+
+R = TypeVar("R", bound=_HasId)
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -23,3 +33,18 @@ def page_of(items: list[T], limit: int, cursor_of: str | None) -> Page[T]:
     """Build a page from up to limit+1 fetched rows; `cursor_of` is the id of row limit-1."""
     has_more = len(items) > limit
     return Page(items=items[:limit], next_cursor=cursor_of if has_more else None)
+
+
+async def newest_first(
+    session: AsyncSession,
+    query: Select[R],
+    id_column: InstrumentedAttribute[str],
+    *,
+    limit: int,
+    cursor: str | None,
+) -> Page[R]:
+    """One page of rows by time-ordered id, newest first, after `cursor`."""
+    if cursor:
+        query = query.where(id_column < cursor)
+    rows = list(await session.scalars(query.order_by(id_column.desc()).limit(limit + 1)))
+    return page_of(rows, limit, str(rows[limit - 1].id) if len(rows) > limit else None)

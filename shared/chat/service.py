@@ -9,7 +9,7 @@ from shared.chat.models import ChatMessage, ChatSession
 from shared.chat.schemas import MessageOut, SessionDetail, SessionIn, SessionOut
 from shared.errors import InvalidInput, NotFound
 from shared.materials.models import Material
-from shared.pagination import Page, page_of
+from shared.pagination import Page, newest_first
 
 
 async def create_session(session: AsyncSession, user_id: str, data: SessionIn) -> ChatSession:
@@ -43,11 +43,10 @@ async def list_sessions(
     session: AsyncSession, user_id: str, *, limit: int, cursor: str | None
 ) -> Page[SessionOut]:
     query = select(ChatSession).where(ChatSession.user_id == user_id)
-    if cursor:
-        query = query.where(ChatSession.id < cursor)
-    rows = list(await session.scalars(query.order_by(ChatSession.id.desc()).limit(limit + 1)))
-    items = [SessionOut.model_validate(r) for r in rows]
-    return page_of(items, limit, items[limit - 1].id if len(items) > limit else None)
+    page = await newest_first(session, query, ChatSession.id, limit=limit, cursor=cursor)
+    return Page(
+        items=[SessionOut.model_validate(r) for r in page.items], next_cursor=page.next_cursor
+    )
 
 
 async def messages(

@@ -28,7 +28,7 @@ from shared.ids import new_id
 from shared.jobs import service as jobs
 from shared.jobs.models import Job
 from shared.materials.models import Material
-from shared.pagination import Page, page_of
+from shared.pagination import Page, newest_first, page_of
 
 GENERATE_DECK = "generate_deck"
 
@@ -83,11 +83,8 @@ async def list_decks(
     session: AsyncSession, user_id: str, *, limit: int, cursor: str | None
 ) -> Page[DeckOut]:
     query = select(Deck).where(Deck.user_id == user_id)
-    if cursor:
-        query = query.where(Deck.id < cursor)
-    rows = list(await session.scalars(query.order_by(Deck.id.desc()).limit(limit + 1)))
-    items = [DeckOut.model_validate(r) for r in rows]
-    return page_of(items, limit, items[limit - 1].id if len(items) > limit else None)
+    page = await newest_first(session, query, Deck.id, limit=limit, cursor=cursor)
+    return Page(items=[DeckOut.model_validate(r) for r in page.items], next_cursor=page.next_cursor)
 
 
 async def delete_deck(session: AsyncSession, user_id: str, deck_id: str) -> str | None:

@@ -16,7 +16,7 @@ from shared.jobs import service as jobs
 from shared.jobs.models import Job
 from shared.materials.models import Chunk, Material, MaterialStatus
 from shared.materials.schemas import TextMaterialIn
-from shared.pagination import Page, page_of
+from shared.pagination import Page, newest_first, page_of
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,7 @@ async def list_materials(
     session: AsyncSession, user_id: str, *, limit: int, cursor: str | None
 ) -> Page[Material]:
     query = select(Material).where(Material.user_id == user_id)
-    if cursor:
-        query = query.where(Material.id < cursor)
-    items = list(await session.scalars(query.order_by(Material.id.desc()).limit(limit + 1)))
-    return page_of(items, limit, items[limit - 1].id if len(items) > limit else None)
+    return await newest_first(session, query, Material.id, limit=limit, cursor=cursor)
 
 
 async def list_chunks(
