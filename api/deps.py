@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,6 +13,7 @@ from shared.auth import security
 from shared.auth import service as auth
 from shared.config import Settings
 from shared.errors import Unauthorized
+from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from shared.resources import Resources
 
 REVOKED_ACCESS_PREFIX = "brainwave:revoked-access:"
@@ -89,3 +90,11 @@ async def current_user_id(principal: PrincipalDep) -> str:
 
 
 UserId = Annotated[str, Depends(current_user_id)]
+
+
+Limit = Annotated[
+    int, Query(ge=1, le=MAX_LIMIT, description=f"Page size (default {DEFAULT_LIMIT}).")
+]
+Cursor = Annotated[
+    str | None, Query(max_length=64, description="`next_cursor` of the previous page.")
+]

@@ -3,16 +3,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Response, status
 from fastapi.responses import StreamingResponse
 
-from api.deps import ReadSessionDep, ResourcesDep, SessionDep, UserId
+from api.deps import Cursor, Limit, ReadSessionDep, ResourcesDep, SessionDep, UserId
 from api.errors import responses
 from api.sse import sse_event, sse_headers, with_keepalive
 from shared.chat import service, tutor
 from shared.chat.schemas import MessageIn, MessageOut, SessionDetail, SessionIn, SessionOut
 from shared.errors import ProviderFailed
-from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from shared.pagination import DEFAULT_LIMIT, Page
 
 router = APIRouter(prefix="/api/chat/sessions", tags=["chat"])
 
@@ -28,8 +28,8 @@ async def create_session(data: SessionIn, user_id: UserId, session: SessionDep) 
 async def list_sessions(
     user_id: UserId,
     session: ReadSessionDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> Page[SessionOut]:
     return await service.list_sessions(session, user_id, limit=limit, cursor=cursor)
 

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy import select
 from starlette.background import BackgroundTask
 
-from api.deps import ReadSessionDep, ResourcesDep, SessionDep, UserId
+from api.deps import Cursor, Limit, ReadSessionDep, ResourcesDep, SessionDep, UserId
 from api.errors import responses
 from shared.errors import Conflict, NotFound, PayloadTooLarge
 from shared.flashcards import service as flashcards
@@ -34,12 +34,9 @@ from shared.flashcards.schemas import (
 )
 from shared.jobs import service as jobs
 from shared.jobs.schemas import JobOut
-from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from shared.pagination import DEFAULT_LIMIT, Page
 
 router = APIRouter(prefix="/api", tags=["flashcards"])
-
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-Cursor = Annotated[str | None, Query(max_length=64)]
 
 
 @router.post(

@@ -6,18 +6,15 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from api.deps import ReadSessionDep, ResourcesDep, SessionDep, UserId
+from api.deps import Cursor, Limit, ReadSessionDep, ResourcesDep, SessionDep, UserId
 from api.errors import responses
 from api.sse import job_event_stream, sse_headers
 from shared.jobs import service as jobs
 from shared.jobs.models import JobStatus
 from shared.jobs.schemas import JobOut
-from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from shared.pagination import DEFAULT_LIMIT, Page
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
-
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-Cursor = Annotated[str | None, Query(max_length=64)]
 
 
 @router.get("/{job_id}", responses=responses(401, 404), response_model=JobOut)

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Response, UploadFile, status
 
-from api.deps import ReadSessionDep, ResourcesDep, SessionDep, UserId
+from api.deps import Cursor, Limit, ReadSessionDep, ResourcesDep, SessionDep, UserId
 from api.errors import responses
 from shared.errors import Conflict, InvalidInput, NotFound, UnsupportedMediaType
 from shared.jobs import service as jobs
@@ -21,11 +21,9 @@ from shared.materials.schemas import (
     UploadResult,
     UrlMaterialIn,
 )
-from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from shared.pagination import DEFAULT_LIMIT, Page
 
 router = APIRouter(prefix="/api/materials", tags=["materials"])
-
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
 @router.post("/text", status_code=status.HTTP_202_ACCEPTED, responses=responses(401, 413, 422))
@@ -103,7 +101,7 @@ async def list_materials(
     user_id: UserId,
     session: ReadSessionDep,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Cursor = None,
 ) -> Page[MaterialOut]:
     page = await materials.list_materials(session, user_id, limit=limit, cursor=cursor)
     return Page(
