@@ -18,7 +18,9 @@ class Settings(BaseSettings):
 
     env: Literal["development", "test", "production"] = "development"
     data_dir: Path = Path("var")
-    database_url: str = ""
+    database_url: str = ""  # empty: SQLite under data_dir; or postgresql+asyncpg://…
+    database_pool_size: int = 5  # PostgreSQL: connections kept open per engine (per process)
+    database_max_overflow: int = 5  # PostgreSQL: extra connections under load, closed after
     redis_url: str = "redis://127.0.0.1:6379/0"
     chroma_url: str = "http://127.0.0.1:8001"
     api_port: int = 8000
@@ -79,9 +81,15 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        if self.database_url:
-            return self.database_url
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'data' / 'brainwave.db').resolve()}"
+        """The SQLAlchemy async URL; `postgres://` and `postgresql://` (as RDS, Heroku and
+        most hosts print them) mean asyncpg."""
+        url = self.database_url
+        if not url:
+            return f"sqlite+aiosqlite:///{(self.data_dir / 'data' / 'brainwave.db').resolve()}"
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url.removeprefix(prefix)
+        return url
 
     @property
     def is_sqlite(self) -> bool:

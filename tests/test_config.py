@@ -19,6 +19,21 @@ def test_database_defaults_to_sqlite_under_data_dir(tmp_path) -> None:
     assert settings.is_sqlite
 
 
+@pytest.mark.parametrize(
+    "given",
+    [
+        "postgres://bw:pw@db.example.com:5432/brainwave?ssl=require",
+        "postgresql://bw:pw@db.example.com:5432/brainwave?ssl=require",
+        "postgresql+asyncpg://bw:pw@db.example.com:5432/brainwave?ssl=require",
+    ],
+)
+def test_postgres_urls_as_hosts_print_them_mean_asyncpg(given: str) -> None:
+    settings = Settings(database_url=given)
+    expected = "postgresql+asyncpg://bw:pw@db.example.com:5432/brainwave?ssl=require"
+    assert settings.resolved_database_url == expected
+    assert not settings.is_sqlite
+
+
 def test_settings_come_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
     monkeypatch.setenv("WORKERS", "3")

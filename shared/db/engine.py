@@ -1,5 +1,10 @@
 """Engines and session factories.
 
+PostgreSQL (`DATABASE_URL=postgresql+asyncpg://…`) gets a plain pooled engine: a bounded
+pool per process (the API and every worker each hold one), connections checked before use
+and recycled, so a failover or an idle-connection timeout (RDS, a proxy) costs a reconnect,
+not a failed request. Its row locks make concurrent writers wait on their own.
+
 SQLite is set up the way that is safe for several processes (the API and N workers):
 WAL, a busy timeout, foreign keys, synchronous=NORMAL, and `BEGIN IMMEDIATE` for write
 transactions so that a read transaction is never upgraded to a write (in WAL mode that
@@ -43,13 +48,23 @@ def _install_sqlite_pragmas(engine: AsyncEngine, *, begin: str) -> None:
         connection.exec_driver_sql(begin)
 
 
-def _make_engine(url: str, *, sqlite_begin: str | None) -> AsyncEngine:
-    kwargs: dict[str, Any] = {"pool_pre_ping": not url.startswith("sqlite")}
-    if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
-    engine = create_async_engine(url, **kwargs)
-    if url.startswith("sqlite") and sqlite_begin:
-        _install_sqlite_pragmas(engine, begin=sqlite_begin)
+POSTGRES_POOL_RECYCLE_S = 1800  # under the idle timeouts of proxies and load balancers
+POSTGRES_POOL_TIMEOUT_S = 30
+
+
+def _make_engine(settings: Settings, *, sqlite_begin: str) -> AsyncEngine:
+    url = settings.resolved_database_url
+    if not settings.is_sqlite:
+        return create_async_engine(
+            url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+            pool_timeout=POSTGRES_POOL_TIMEOUT_S,
+            pool_recycle=POSTGRES_POOL_RECYCLE_S,
+            pool_pre_ping=True,
+        )
+    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    _install_sqlite_pragmas(engine, begin=sqlite_begin)
     return engine
 
 
@@ -57,10 +72,9 @@ class Database:
     """The process's engines and session factories, built at startup and disposed at shutdown."""
 
     def __init__(self, settings: Settings) -> None:
-        url = settings.resolved_database_url
-        self.engine = _make_engine(url, sqlite_begin="BEGIN IMMEDIATE")
+        self.engine = _make_engine(settings, sqlite_begin="BEGIN IMMEDIATE")
         self.read_engine = (
-            _make_engine(url, sqlite_begin="BEGIN") if settings.is_sqlite else self.engine
+            _make_engine(settings, sqlite_begin="BEGIN") if settings.is_sqlite else self.engine
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self.read_sessionmaker = async_sessionmaker(self.read_engine, expire_on_commit=False)
