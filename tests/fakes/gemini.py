@@ -14,7 +14,8 @@ Like the real service it reads the key from `x-goog-api-key` and answers a wrong
 Knobs: `fail(status, times=1)` answers the next `times` requests with that status and a
 Google error body; `slow(seconds)` delays the next responses before their headers;
 `stall(seconds)` sends the first stream chunk, then waits; `malformed()` sends a stream
-chunk that is not JSON; `chunk_delay` spaces the chunks; `requests` records every call as
+chunk that is not JSON; `chunk_delay` spaces the chunks; `replies` queues whole
+answers for the next generateContent calls; `requests` records every call as
 (path, JSON body).
 """
 
@@ -84,6 +85,7 @@ class FakeGemini:
     chunk_delay: float = 0.0
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     chunks_sent: int = 0
+    replies: list[str] = field(default_factory=list)  # next generateContent texts, in order
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -123,6 +125,7 @@ class FakeGemini:
         with self._lock:
             self._failures.clear()
             self.requests.clear()
+            self.replies.clear()
         self._slow = self._stall = 0.0
         self._malformed = False
         self.script = list(DEFAULT_SCRIPT)
@@ -211,8 +214,9 @@ class FakeGemini:
                 return google_error(400, "This fake only streams with alt=sse.")
             return StreamingResponse(self._events(), media_type="text/event-stream")
         if method == "generateContent":
-            words = len(self.text.split())
-            return JSONResponse(self._chunk(self.text, last=True, output_tokens=words))
+            with self._lock:
+                text = self.replies.pop(0) if self.replies else self.text
+            return JSONResponse(self._chunk(text, last=True, output_tokens=len(text.split())))
         if method == "batchEmbedContents":
             return self._embed(body)
         return google_error(404, f"Method {method} not found.")

@@ -4,6 +4,7 @@ and the embedders, chosen by settings (`build_llm`, `build_embedder`)."""
 from shared.clients.llm.base import (
     LLM,
     AnswerRequest,
+    JsonRequest,
     Passage,
     ProviderError,
     StreamEvent,
@@ -17,6 +18,7 @@ from shared.clients.llm.factory import build_embedder, build_llm
 __all__ = [
     "LLM",
     "AnswerRequest",
+    "JsonRequest",
     "Passage",
     "ProviderError",
     "StreamEvent",

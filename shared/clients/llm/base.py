@@ -65,6 +65,16 @@ class Usage:
 StreamEvent = TextDelta | Usage
 
 
+@dataclass(frozen=True, slots=True)
+class JsonRequest:
+    """Ask for one JSON object following `schema` (a plain JSON Schema, no `$ref`s)."""
+
+    name: str  # names the schema for providers that want one (OpenAI's json_schema.name)
+    system: str
+    prompt: str
+    schema: dict[str, Any]
+
+
 class ProviderError(Exception):
     """A provider failure, worded for the learner. Never put the API key in `message`."""
 
@@ -81,12 +91,20 @@ class ProviderError(Exception):
 
 class LLM(Protocol):
     model_id: str
+    # False for the offline provider: it only quotes, so callers that need generated
+    # structured output (quizzes, paths) use their own deterministic builders instead.
+    generative: bool
 
     def stream_answer(self, request: AnswerRequest) -> AsyncGenerator[StreamEvent, None]:
         """An async generator: text deltas in order, then exactly one `Usage`.
 
         Typed as a generator (an AsyncIterator with `aclose`), so callers can wrap it
         in `contextlib.aclosing` and stop generation when the learner goes away."""
+        ...
+
+    async def generate_json(self, request: JsonRequest) -> str:
+        """The raw text of a JSON answer constrained to `request.schema`; the caller
+        validates it (models may still return something else) and may ask again."""
         ...
 
     async def aclose(self) -> None: ...

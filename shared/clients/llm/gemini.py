@@ -22,6 +22,7 @@ from google.genai import types
 
 from shared.clients.llm.base import (
     AnswerRequest,
+    JsonRequest,
     ProviderError,
     StreamEvent,
     TextDelta,
@@ -39,6 +40,7 @@ from shared.clients.llm.prompts import build_prompt
 
 EMBED_BATCH = 100  # batchEmbedContents takes at most 100 requests
 TEMPERATURE = 0.3
+JSON_TEMPERATURE = 0.2
 Chunk = types.GenerateContentResponse
 
 
@@ -103,6 +105,8 @@ def _blocked(chunk: Chunk) -> str | None:
 
 class GeminiLLM:
     """Streams answers from a Gemini model (`settings.gemini_model`)."""
+
+    generative = True
 
     def __init__(self, *, api_key: str, model: str, base_url: str = "", timeout: float = 60.0):
         self.model_id = model
@@ -173,6 +177,35 @@ class GeminiLLM:
                 )
             raise empty_answer()
         yield self._usage(usage, request, "".join(written))
+
+    async def _json_once(self, request: JsonRequest) -> str:
+        config = types.GenerateContentConfig(
+            system_instruction=request.system,
+            temperature=JSON_TEMPERATURE,
+            response_mime_type="application/json",
+            response_json_schema=request.schema,
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+        )
+        try:
+            response = await self._client.aio.models.generate_content(
+                model=self.model_id, contents=request.prompt, config=config
+            )
+            text = _chunk_text(response)
+        except Exception as exc:
+            raise self._error(exc) from exc
+        if not text.strip():
+            if blocked := _blocked(response):
+                raise ProviderError(
+                    f"The AI provider declined this request ({blocked}).",
+                    kind="invalid",
+                    transient=False,
+                )
+            raise empty_answer()
+        return text
+
+    async def generate_json(self, request: JsonRequest) -> str:
+        """One `generateContent` call with a JSON response schema."""
+        return await call_with_retry(functools.partial(self._json_once, request))
 
     def _usage(
         self,

@@ -15,7 +15,15 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from shared.clients.embeddings import terms
-from shared.clients.llm.base import AnswerRequest, Passage, StreamEvent, TextDelta, Usage
+from shared.clients.llm.base import (
+    AnswerRequest,
+    JsonRequest,
+    Passage,
+    ProviderError,
+    StreamEvent,
+    TextDelta,
+    Usage,
+)
 
 MAX_QUOTES = 4
 MIN_QUOTES = 2
@@ -148,6 +156,7 @@ class OfflineLLM:
     """Extractive answers from the retrieved passages; no network, no key."""
 
     model_id = "offline-extractive-v1"
+    generative = False
 
     async def stream_answer(self, request: AnswerRequest) -> AsyncGenerator[StreamEvent, None]:
         answer = compose(request)
@@ -157,6 +166,13 @@ class OfflineLLM:
             await asyncio.sleep(0)  # let other requests run between words
         read = " ".join([request.question, *(p.text for p in request.passages)])
         yield Usage(input_tokens=len(read.split()), output_tokens=len(words))
+
+    async def generate_json(self, request: JsonRequest) -> str:
+        raise ProviderError(
+            "The offline provider only quotes your material; it cannot write new text.",
+            kind="invalid",
+            transient=False,
+        )
 
     async def aclose(self) -> None:
         return None

@@ -20,6 +20,7 @@ import httpx
 
 from shared.clients.llm.base import (
     AnswerRequest,
+    JsonRequest,
     ProviderError,
     StreamEvent,
     TextDelta,
@@ -38,6 +39,7 @@ from shared.clients.llm.prompts import build_prompt
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 EMBED_BATCH = 128
 TEMPERATURE = 0.3
+JSON_TEMPERATURE = 0.2
 
 
 def _client(api_key: str, timeout: float) -> httpx.AsyncClient:
@@ -98,6 +100,8 @@ class _Http:
 
 class OpenAICompatLLM:
     """Streams chat completions from `{base_url}/chat/completions`."""
+
+    generative = True
 
     def __init__(self, *, base_url: str, api_key: str, model: str, timeout: float = 60.0):
         self.model_id = model
@@ -162,6 +166,31 @@ class OpenAICompatLLM:
             sent = "".join(str(m["content"]) for m in body["messages"])
             usage = Usage(estimate_tokens(sent), estimate_tokens("".join(written)))
         yield usage
+
+    async def generate_json(self, request: JsonRequest) -> str:
+        """One non-streamed completion with `response_format` set to the JSON schema."""
+        body = {
+            "model": self.model_id,
+            "messages": [
+                {"role": "system", "content": request.system},
+                {"role": "user", "content": request.prompt},
+            ],
+            "temperature": JSON_TEMPERATURE,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": request.name, "schema": request.schema},
+            },
+        }
+        response = await call_with_retry(
+            functools.partial(self._http.send, "/chat/completions", body, stream=False)
+        )
+        try:
+            content = response.json()["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise malformed() from exc
+        if not isinstance(content, str) or not content.strip():
+            raise empty_answer()
+        return content
 
     async def aclose(self) -> None:
         await self._http.aclose()
