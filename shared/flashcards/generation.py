@@ -60,14 +60,7 @@ async def generate_deck(
         if current is None:
             raise JobCancelled("The deck was deleted.")
         existing = set(await session.scalars(select(Card.front).where(Card.deck_id == deck_id)))
-        added = new_cards(
-            current,
-            [
-                (d.front, d.back, d.chunk_id, d.material_id)
-                for d in drafts
-                if d.front not in existing
-            ],
-        )
+        added = new_cards(current, [d for d in drafts if d.front not in existing])
         session.add_all(added)
     await progress(100, "done")
     return {"deck_id": deck_id, "cards": len(drafts), "added": len(added)}

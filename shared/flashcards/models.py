@@ -37,6 +37,7 @@ class Card(TimestampMixin, Base):
     back: Mapped[str] = mapped_column(Text)
     chunk_id: Mapped[str | None] = mapped_column(String(48))
     material_id: Mapped[str | None] = mapped_column(String(32))
+    topic: Mapped[str | None] = mapped_column(String(120))
     fsrs: Mapped[dict[str, Any]] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16), default="new")
     due_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -83,6 +83,7 @@ class CardOut(BaseModel):
     back: str
     chunk_id: str | None = Field(description="The passage the card was generated from.")
     material_id: str | None
+    topic: str | None = Field(description="The topic of the passage it came from.")
     state: CardState
     due_at: datetime
     last_review_at: datetime | None

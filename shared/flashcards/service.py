@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth.models import User
 from shared.errors import InvalidInput, NotFound
 from shared.flashcards import scheduling
+from shared.flashcards.generate import CardDraft
 from shared.flashcards.models import Card, Deck, Review
 from shared.flashcards.schemas import (
     CardIn,
@@ -20,6 +21,7 @@ from shared.flashcards.schemas import (
     DeckIn,
     DeckOut,
     DueCards,
+    RatingName,
     ReviewIn,
     ReviewOut,
     ReviewResult,
@@ -27,28 +29,16 @@ from shared.flashcards.schemas import (
 from shared.ids import new_id
 from shared.jobs import service as jobs
 from shared.jobs.models import Job
-from shared.materials.models import Material
+from shared.materials.service import require_owned
 from shared.pagination import Page, newest_first, page_of
 
 GENERATE_DECK = "generate_deck"
 
 
-async def _check_materials(session: AsyncSession, user_id: str, material_ids: list[str]) -> None:
-    if not material_ids:
-        return
-    owned = await session.scalar(
-        select(func.count())
-        .select_from(Material)
-        .where(Material.id.in_(material_ids), Material.user_id == user_id)
-    )
-    if owned != len(material_ids):
-        raise InvalidInput("Some of the materials do not exist.", details=material_ids)
-
-
 async def create_deck(session: AsyncSession, user_id: str, data: DeckIn) -> tuple[Deck, Job | None]:
     """A deck; with `generate`, also a queued `generate_deck` job (enqueued after commit)."""
     material_ids = list(dict.fromkeys(data.material_ids))
-    await _check_materials(session, user_id, material_ids)
+    await require_owned(session, user_id, material_ids)
     deck = Deck(user_id=user_id, title=data.title, material_ids=material_ids)
     session.add(deck)
     await session.flush()
@@ -95,30 +85,36 @@ async def delete_deck(session: AsyncSession, user_id: str, deck_id: str) -> str 
     return deck.job_id
 
 
-def new_cards(
-    deck: Deck, drafts: Sequence[tuple[str, str]] | Sequence[tuple[str, str, str, str]]
-) -> list[Card]:
+def new_cards(deck: Deck, drafts: Sequence[CardDraft | tuple[str, str]]) -> list[Card]:
     """Cards due at once with a fresh FSRS state, their ids in the order given.
 
-    A draft is (front, back) or (front, back, chunk_id, material_id).
+    A draft is a generated `CardDraft` (citing its chunk) or a plain (front, back).
     """
     now = datetime.now(UTC)
     ids = sorted(new_id() for _ in drafts)  # ids made in one millisecond would not sort
     cards = []
     for card_id, draft in zip(ids, drafts, strict=True):
-        chunk_id, material_id = (draft[2], draft[3]) if len(draft) == 4 else (None, None)
+        if isinstance(draft, CardDraft):
+            source = {
+                "chunk_id": draft.chunk_id,
+                "material_id": draft.material_id,
+                "topic": draft.topic,
+            }
+            front, back = draft.front, draft.back
+        else:
+            source = {}
+            front, back = draft
         cards.append(
             Card(
                 id=card_id,
                 deck_id=deck.id,
                 user_id=deck.user_id,
-                front=draft[0],
-                back=draft[1],
-                chunk_id=chunk_id,
-                material_id=material_id,
+                front=front,
+                back=back,
                 fsrs=scheduling.new_memory(card_id, now),
                 state="new",
                 due_at=now,
+                **source,
             )
         )
     return cards
@@ -193,33 +189,66 @@ async def review_card(
     reviewed_at = (data.reviewed_at or datetime.now(UTC)).astimezone(UTC)
     if card.last_review_at is not None and reviewed_at < card.last_review_at:
         raise InvalidInput("A review cannot be older than the card's previous review.")
-    scheduled = scheduling.review(
-        card.fsrs,
-        data.rating,
-        reviewed_at=reviewed_at,
-        duration_ms=data.duration_ms,
-        desired_retention=await desired_retention(session, user_id),
-    )
-    card.fsrs = scheduled.memory
-    card.state = scheduled.state
-    card.due_at = scheduled.due_at
-    card.last_review_at = scheduled.last_review_at
-    review = Review(
-        card_id=card.id,
-        user_id=user_id,
-        rating=data.rating,
-        duration_ms=data.duration_ms,
-        reviewed_at=reviewed_at,
-        state=scheduled.state,
-        scheduled_days=scheduled.scheduled_days,
-        log=scheduled.log,
-    )
+    retention = await desired_retention(session, user_id)
+    review = _apply_review(card, data.rating, reviewed_at, data.duration_ms, retention)
     session.add(review)
     await session.flush()
     out = CardOut.model_validate(card)
     return ReviewResult(
         review=ReviewOut.model_validate(review), card=out, due_at=out.due_at, state=out.state
     )
+
+
+def _apply_review(
+    card: Card, rating: RatingName, reviewed_at: datetime, duration_ms: int | None, retention: float
+) -> Review:
+    """Move the card's FSRS memory on by one review; return the review to store."""
+    scheduled = scheduling.review(
+        card.fsrs,
+        rating,
+        reviewed_at=reviewed_at,
+        duration_ms=duration_ms,
+        desired_retention=retention,
+    )
+    card.fsrs = scheduled.memory
+    card.state = scheduled.state
+    card.due_at = scheduled.due_at
+    card.last_review_at = scheduled.last_review_at
+    return Review(
+        card_id=card.id,
+        user_id=card.user_id,
+        rating=rating,
+        duration_ms=duration_ms,
+        reviewed_at=reviewed_at,
+        state=scheduled.state,
+        scheduled_days=scheduled.scheduled_days,
+        log=scheduled.log,
+    )
+
+
+async def forget_related(
+    session: AsyncSession, user_id: str, *, chunk_ids: set[str], topics: set[str]
+) -> int:
+    """Count a wrong quiz answer as an `again` review of the learner's cards on the same
+    passages or topics, so quizzes and flashcards share one memory model. Returns how
+    many cards were rescheduled."""
+    conditions = []
+    if chunk_ids:
+        conditions.append(Card.chunk_id.in_(chunk_ids))
+    if topics:
+        conditions.append(func.lower(Card.topic).in_({t.lower() for t in topics}))
+    if not conditions:
+        return 0
+    cards = list(
+        await session.scalars(select(Card).where(Card.user_id == user_id, or_(*conditions)))
+    )
+    now = datetime.now(UTC)
+    retention = await desired_retention(session, user_id)
+    # A card reviewed "in the future" (a client clock ahead) keeps its history in order.
+    forgotten = [c for c in cards if c.last_review_at is None or c.last_review_at <= now]
+    session.add_all(_apply_review(card, "again", now, None, retention) for card in forgotten)
+    await session.flush()
+    return len(forgotten)
 
 
 async def list_reviews(session: AsyncSession, user_id: str, card_id: str) -> list[Review]:

@@ -6,12 +6,12 @@ import asyncio
 import logging
 from pathlib import Path
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clients.vectorstore import VectorStore
 from shared.config import Settings
-from shared.errors import NotFound
+from shared.errors import InvalidInput, NotFound
 from shared.jobs import service as jobs
 from shared.jobs.models import Job
 from shared.materials.models import Chunk, Material, MaterialStatus
@@ -21,6 +21,19 @@ from shared.pagination import Page, newest_first, page_of
 log = logging.getLogger(__name__)
 
 PROCESS_MATERIAL = "process_material"
+
+
+async def require_owned(session: AsyncSession, user_id: str, material_ids: list[str]) -> None:
+    """Refuse (422) a list naming a material that is not the user's (or does not exist)."""
+    if not material_ids:
+        return
+    owned = await session.scalar(
+        select(func.count())
+        .select_from(Material)
+        .where(Material.id.in_(material_ids), Material.user_id == user_id)
+    )
+    if owned != len(set(material_ids)):
+        raise InvalidInput("Some of the materials do not exist.", details=material_ids)
 
 
 def material_file(settings: Settings, relative: str) -> Path:
