@@ -6,9 +6,11 @@ from shared.db.base import Base
 from shared.flashcards.models import Card, Deck, Review
 from shared.jobs.models import Job
 from shared.materials.models import Chunk, Material
+from shared.quizzes.models import Attempt, Question, Quiz
 
 __all__ = [
     "ApiKey",
+    "Attempt",
     "Base",
     "Card",
     "ChatMessage",
@@ -17,6 +19,8 @@ __all__ = [
     "Deck",
     "Job",
     "Material",
+    "Question",
+    "Quiz",
     "RefreshToken",
     "Review",
     "User",
