@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     worker_max_jobs: int = 4
     queue_name: str = "brainwave:queue"
 
+    admin_emails: list[str] = Field(
+        default_factory=list,
+        description="JSON list of the accounts (by email) allowed to take and list backups.",
+    )
+    backup_keep: int = Field(default=7, ge=1)  # newest backups kept; older ones are deleted
+    backup_hour_utc: int = Field(default=3, ge=0, le=23)  # when the daily backup runs
+
     @model_validator(mode="after")
     def _refuse_weak_production_secret(self) -> Settings:
         if self.env == "production" and (
@@ -94,6 +101,11 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def backups_dir(self) -> Path:
+        """`exports/backups` under the data root: the compose `exports` volume."""
+        return self.data_dir / "exports" / "backups"
 
 
 @lru_cache

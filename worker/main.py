@@ -12,6 +12,7 @@ from arq import cron
 from arq.connections import RedisSettings
 from arq.worker import Function
 
+from shared.backups.service import BACKUP
 from shared.config import get_settings
 from shared.flashcards.service import GENERATE_DECK
 from shared.jobs.channels import WORKER_HEARTBEAT_TTL_S, WORKER_HEARTBEATS_KEY
@@ -19,7 +20,7 @@ from shared.logging import configure_logging
 from shared.materials.service import PROCESS_MATERIAL
 from shared.resources import Resources, redis_settings
 from worker.lifecycle import WORKER_ID, job_function
-from worker.tasks import flashcards, materials
+from worker.tasks import backups, flashcards, materials
 from worker.tasks.maintenance import reap_jobs
 
 log = logging.getLogger(__name__)
@@ -65,9 +66,17 @@ class WorkerSettings:
         job_function(
             GENERATE_DECK, flashcards.generate_deck, settings_max_attempts=settings.job_max_attempts
         ),
+        job_function(BACKUP, backups.backup, settings_max_attempts=settings.job_max_attempts),
     ]
     cron_jobs: ClassVar[list[Any]] = [
         cron(reap_jobs, second=set(range(0, 60, 5)), run_at_startup=True, timeout=30),
+        cron(
+            backups.daily_backup,
+            hour=settings.backup_hour_utc,
+            minute=0,
+            unique=True,  # one run per scheduled time across workers; see daily_backup
+            timeout=settings.job_timeout_seconds,
+        ),
     ]
     on_startup = startup
     on_shutdown = shutdown

@@ -39,6 +39,17 @@ def collection_name(model_id: str) -> str:
 WRITE_LOCK_KEY = "brainwave:chroma:write-lock"
 
 
+async def connect(url: str) -> AsyncClientAPI:
+    """An async HTTP client for the Chroma server at `url`."""
+    parsed = urlparse(url)
+    return await chromadb.AsyncHttpClient(
+        host=parsed.hostname or "127.0.0.1",
+        port=parsed.port or 8000,
+        ssl=parsed.scheme == "https",
+        settings=ChromaSettings(anonymized_telemetry=False),
+    )
+
+
 class VectorStore:
     """Connects on first use, so a process starts (and reports not-ready) while Chroma is down.
 
@@ -56,20 +67,11 @@ class VectorStore:
         self._collection_handle: AsyncCollection | None = None
         self._lock = asyncio.Lock()
 
-    async def _connect(self) -> AsyncClientAPI:
-        parsed = urlparse(self.url)
-        return await chromadb.AsyncHttpClient(
-            host=parsed.hostname or "127.0.0.1",
-            port=parsed.port or 8000,
-            ssl=parsed.scheme == "https",
-            settings=ChromaSettings(anonymized_telemetry=False),
-        )
-
     async def _collection(self) -> AsyncCollection:
         if self._collection_handle is None:
             async with self._lock:
                 if self._collection_handle is None:
-                    client = self._client or await self._connect()
+                    client = self._client or await connect(self.url)
                     self._client = client
                     self._collection_handle = await client.get_or_create_collection(
                         collection_name(self.model_id),
