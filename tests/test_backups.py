@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -138,13 +139,13 @@ async def test_backup_during_writes_restores_to_a_searchable_system(
             assert done["status"] == "succeeded", done
 
         stop = asyncio.Event()
-        writer = asyncio.create_task(keep_writing(stack, learner, stop))
+        writers = [asyncio.create_task(keep_writing(stack, learner, stop)) for _ in range(2)]
         await asyncio.sleep(0.3)
         started = await stack.client.post("/api/admin/backups", headers=admin.headers)
         assert started.status_code == 202, started.text
         job = await wait_job(stack.client, admin, started.json()["job"]["id"], timeout=120)
         stop.set()
-        landed = await writer
+        landed = [t for times in await asyncio.gather(*writers) for t in times]
         assert job["status"] == "succeeded", job
         backup_from, backup_to = (datetime.fromisoformat(job[k]).timestamp() for k in RAN)
         during = [t for t in landed if backup_from <= t <= backup_to]
@@ -254,6 +255,26 @@ async def test_restore_refuses_a_target_that_holds_data(
         assert into_chroma.returncode == 2
         assert "holds vectors" in into_chroma.stderr
         assert not (empty_dir / "data" / DATABASE_FILE).exists()
+
+
+async def test_with_a_database_server_only_the_vectors_are_backed_up(make_stack: Any) -> None:
+    stack: Stack
+    async with make_stack() as stack:
+        server = stack.settings.model_copy(
+            update={"database_url": "postgresql+asyncpg://brainwave@db.invalid/brainwave"}
+        )
+        probe = {"user_id": "nobody", "material_id": "probe"}
+        await stack.resources.store.upsert(["probe"], [[1.0] * 768], [probe])
+        try:
+            taken = await take_backup(replace(stack.resources, settings=server), _no_progress)
+        finally:
+            await stack.resources.store.delete_material("probe")
+        assert taken["database_included"] is False
+        assert "pg_dump" in taken["note"] and taken["vectors"] >= 1
+        backup = server.backups_dir / taken["backup"]
+        manifest = Manifest.model_validate_json((backup / MANIFEST_NAME).read_bytes())
+        assert manifest.database_note == taken["note"] and manifest.tables == {}
+        assert not (backup / DATABASE_FILE).exists()
 
 
 async def _no_progress(_percent: int, _stage: str) -> None:
