@@ -8,8 +8,8 @@ others, flushed to disk, and renamed into place, so a listed backup is always co
 
 The database is copied before the vectors are exported. A material is marked ready only
 after its vectors are in Chroma, so every chunk in the copied database has its vector in
-the snapshot; vectors of materials still being indexed meanwhile may be extra, and search
-ignores vectors without a chunk row.
+the snapshot, unless its material was deleted while the backup ran. Vectors of materials
+still being indexed meanwhile may be extra; search ignores vectors without a chunk row.
 
 With a database server (DATABASE_URL is PostgreSQL) the database is not copied: that
 service backs it up (pg_dump, RDS snapshots, point-in-time recovery). The vectors exist
