@@ -19,6 +19,8 @@ class User(TimestampMixin, Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     desired_retention: Mapped[float | None] = mapped_column(Float)
     """FSRS target recall probability for this learner's reviews; null means 0.9."""
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    """IANA time zone (e.g. Europe/Paris) for streaks and daily history; null means UTC."""
 
 
 class RefreshToken(Base):

@@ -15,6 +15,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
+from shared import metrics
 from shared.chat import service
 from shared.chat.models import ChatMessage, ChatSession
 from shared.chat.schemas import Citation
@@ -30,6 +31,7 @@ from shared.clients.llm.base import (
 )
 from shared.materials.chunking import estimate_tokens
 from shared.materials.search import search
+from shared.progress import events
 from shared.resources import Resources
 
 RETRIEVE_K = 6
@@ -139,6 +141,14 @@ async def _save(
             session_id=chat.id, user_id=chat.user_id, role=role, content=content, **extra
         )
         session.add(message)
+        if role == "user":
+            await events.record(
+                session,
+                chat.user_id,
+                "chat",
+                minutes=events.CHAT_MINUTES,
+                details={"session_id": chat.id},
+            )
         await session.flush()
         return message.id
 
@@ -169,6 +179,7 @@ async def answer(
                 else:
                     usage = event
     except ProviderError as exc:
+        await metrics.count_provider_error(resources.redis, resources.settings.queue_name, exc)
         yield ErrorEvent(code=exc.kind, message=str(exc))
         return
     text = "".join(parts)

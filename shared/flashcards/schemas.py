@@ -128,13 +128,3 @@ class DueCards(BaseModel):
 class ImportResult(BaseModel):
     deck: DeckOut
     imported: int
-
-
-class UserSettingsIn(BaseModel):
-    desired_retention: float = Field(
-        ge=0.7, le=0.99, description="Target probability of recall when a card comes due."
-    )
-
-
-class UserSettingsOut(BaseModel):
-    desired_retention: float

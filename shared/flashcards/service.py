@@ -31,6 +31,7 @@ from shared.jobs import service as jobs
 from shared.jobs.models import Job
 from shared.materials.service import require_owned
 from shared.pagination import Page, newest_first, page_of
+from shared.progress import events
 
 GENERATE_DECK = "generate_deck"
 
@@ -176,11 +177,6 @@ async def desired_retention(session: AsyncSession, user_id: str) -> float:
     return stored or scheduling.DEFAULT_RETENTION
 
 
-async def set_desired_retention(session: AsyncSession, user_id: str, value: float) -> float:
-    await session.execute(update(User).where(User.id == user_id).values(desired_retention=value))
-    return value
-
-
 async def review_card(
     session: AsyncSession, user_id: str, card_id: str, data: ReviewIn
 ) -> ReviewResult:
@@ -192,6 +188,14 @@ async def review_card(
     retention = await desired_retention(session, user_id)
     review = _apply_review(card, data.rating, reviewed_at, data.duration_ms, retention)
     session.add(review)
+    await events.record(
+        session,
+        user_id,
+        "review",
+        minutes=events.review_minutes(data.duration_ms),
+        details={"card_id": card.id, "rating": data.rating},
+        at=reviewed_at,
+    )
     await session.flush()
     out = CardOut.model_validate(card)
     return ReviewResult(

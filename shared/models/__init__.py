@@ -6,6 +6,7 @@ from shared.db.base import Base
 from shared.flashcards.models import Card, Deck, Review
 from shared.jobs.models import Job
 from shared.materials.models import Chunk, Material
+from shared.progress.models import StudyEvent
 from shared.quizzes.models import Attempt, Question, Quiz
 
 __all__ = [
@@ -23,5 +24,6 @@ __all__ = [
     "Quiz",
     "RefreshToken",
     "Review",
+    "StudyEvent",
     "User",
 ]

@@ -17,6 +17,7 @@ from shared.jobs.models import Job
 from shared.materials.models import Chunk, Material
 from shared.materials.service import require_owned
 from shared.pagination import Page, newest_first
+from shared.progress import events
 from shared.quizzes import grading
 from shared.quizzes.models import Attempt, Question, Quiz, QuizStatus
 from shared.quizzes.schemas import (
@@ -232,6 +233,20 @@ async def submit_attempt(
             results=[r.model_dump(mode="json") for r in results],
         )
         session.add(attempt)
+        await session.flush()
+        answered = sum(r.your_answer is not None for r in results)
+        await events.record(
+            session,
+            user_id,
+            "quiz_attempt",
+            minutes=answered * events.QUESTION_MINUTES,
+            details={
+                "quiz_id": quiz_id,
+                "attempt_id": attempt.id,
+                "correct": correct,
+                "total": len(results),
+            },
+        )
         rescheduled = await forget_related(
             session,
             user_id,
