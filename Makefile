@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON ?= 3.11
+# The PostgreSQL server `make test` runs the suite on a second time, when one answers there.
+TEST_DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 .PHONY: run test lint format typecheck bench install clean
 
@@ -30,8 +32,15 @@ format: install
 typecheck: install
 	$(VENV)/bin/mypy .
 
-test: lint typecheck ## lint, type-check and run the whole test suite
-	$(PY) -m pytest
+test: lint typecheck ## lint, type-check and run the whole suite on SQLite, then on PostgreSQL
+	@echo "== the test suite on SQLite"
+	env -u TEST_DATABASE_URL $(PY) -m pytest
+	@if $(PY) -m tests.postgres "$(TEST_DATABASE_URL)"; then \
+		echo "== the test suite on PostgreSQL ($(TEST_DATABASE_URL))"; \
+		TEST_DATABASE_URL="$(TEST_DATABASE_URL)" $(PY) -m pytest; \
+	else \
+		echo "PostgreSQL not reachable at $(TEST_DATABASE_URL), skipping the PostgreSQL run"; \
+	fi
 
 bench: install
 	$(PY) -m bench.run

@@ -12,6 +12,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.errors import AppError
@@ -86,6 +87,23 @@ async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# PostgreSQL refuses values SQLite stores: a NUL character in text (SQLSTATE 22021), a string
+# longer than its column (22001), a number out of range (22003) — class 22, "data exception".
+# They come from the request, so they are the client's error, not ours.
+_DATA_EXCEPTION_CLASS = "22"
+_DATA_MESSAGES = {"22021": "Text must not contain NUL (\\u0000) characters."}
+
+
+async def _database_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+    if not sqlstate.startswith(_DATA_EXCEPTION_CLASS):
+        raise exc  # ours: on to the catch-all (500, logged with the traceback)
+    log.info("refused a value the database cannot store (%s): %s", sqlstate, exc.orig)
+    message = _DATA_MESSAGES.get(sqlstate, "A value in the request is too long or out of range.")
+    return error_response(422, "validation_error", message)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "Something went wrong on our side.")
@@ -97,6 +115,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(redis.exceptions.ConnectionError, _redis_down)
     app.add_exception_handler(redis.exceptions.TimeoutError, _redis_down)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)
 
 

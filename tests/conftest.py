@@ -1,5 +1,7 @@
 """Shared fixtures: a real Redis (or an embedded Valkey), a real Chroma server, a real
-SQLite file migrated by Alembic, the app in-process over ASGI, and real worker processes."""
+SQLite file migrated by Alembic (or, with TEST_DATABASE_URL set, PostgreSQL databases made
+from a migrated template: see tests/postgres.py), the app in-process over ASGI, and real
+worker processes."""
 
 from __future__ import annotations
 
@@ -28,10 +30,20 @@ from shared.config import Settings
 from shared.resources import Resources
 from tests.fakes.assemblyai import FakeAssemblyAI
 from tests.fakes.media import MediaServer, make_media
+from tests.postgres import PostgresServer, configured_url
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
 TEST_JWT_SECRET = "test-secret-for-the-suite-0123456789abcdef"
+# The suite signs up hundreds of learners from 127.0.0.1: rate limits no test trips by
+# accident (tests/test_rate_limits.py sets tight ones).
+GENEROUS_RATE_LIMITS: dict[str, Any] = {
+    name: "100000/minute" for name in Settings.model_fields if name.startswith("rate_limit_")
+}
+# The PostgreSQL server the suite runs on, or None for SQLite files.
+POSTGRES: PostgresServer | None = PostgresServer(configured_url()) if configured_url() else None
+ON_POSTGRES = POSTGRES is not None
+sqlite_only = pytest.mark.skipif(ON_POSTGRES, reason="checks SQLite itself")
 
 
 def free_port() -> int:
@@ -126,6 +138,56 @@ def fake_assemblyai() -> Iterator[FakeAssemblyAI]:
         yield fake
 
 
+def _alembic_upgrade(env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [str(BIN / "alembic"), "upgrade", "head"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str | None]:
+    """On PostgreSQL: one database migrated to head once per session, the template of
+    every database a test gets. None on SQLite."""
+    if POSTGRES is None:
+        yield None
+        return
+    template = POSTGRES.create()
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DATABASE_")}
+        _alembic_upgrade({**env, "DATABASE_URL": POSTGRES.url_for(template)})
+        POSTGRES.template = template
+        yield template
+    finally:
+        POSTGRES.template = None
+        POSTGRES.drop(template)
+
+
+@contextmanager
+def fresh_database(*, migrated: bool) -> Iterator[str]:
+    """A DATABASE_URL of a new PostgreSQL database (at head when `migrated`, else empty),
+    dropped afterwards; "" on SQLite, where a fresh data dir means a fresh file."""
+    if POSTGRES is None:
+        yield ""
+        return
+    name = POSTGRES.create_from_template() if migrated else POSTGRES.create()
+    try:
+        yield POSTGRES.url_for(name)
+    finally:
+        POSTGRES.drop(name)
+
+
+@pytest.fixture(scope="session")
+def session_database_url(postgres_template: str | None) -> Iterator[str]:
+    with fresh_database(migrated=True) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def settings(
     tmp_path_factory: pytest.TempPathFactory,
@@ -133,11 +195,13 @@ def settings(
     chroma_url: str,
     media_server: MediaServer,
     fake_assemblyai: FakeAssemblyAI,
+    session_database_url: str,
 ) -> Settings:
     data_dir = tmp_path_factory.mktemp("data")
     return Settings(
         env="test",
         data_dir=data_dir,
+        database_url=session_database_url,
         redis_url=redis_url,
         chroma_url=chroma_url,
         jwt_secret=TEST_JWT_SECRET,
@@ -147,29 +211,17 @@ def settings(
         assemblyai_base_url=fake_assemblyai.base_url,
         assemblyai_poll_seconds=0.05,
         fetch_allowlist=[media_server.host_port],
+        **GENEROUS_RATE_LIMITS,
     )
 
 
 def process_env(settings: Settings, **extra: str) -> dict[str, str]:
     """Environment that makes a child process (API, worker, migrations) use `settings`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
-    env.update(
-        ENV=settings.env,
-        DATA_DIR=str(settings.data_dir),
-        REDIS_URL=settings.redis_url,
-        CHROMA_URL=settings.chroma_url,
-        JWT_SECRET=settings.jwt_secret,
-        QUEUE_NAME=settings.queue_name,
-        JOB_LEASE_SECONDS=str(settings.job_lease_seconds),
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(
-        ASSEMBLYAI_API_KEY=settings.assemblyai_api_key,
-        ASSEMBLYAI_BASE_URL=settings.assemblyai_base_url,
-        ASSEMBLYAI_POLL_SECONDS=str(settings.assemblyai_poll_seconds),
-        FETCH_ALLOWLIST=json.dumps(settings.fetch_allowlist),
-        MAX_UPLOAD_BYTES=str(settings.max_upload_bytes),
-    )
+    for name, value in settings.model_dump(mode="json").items():  # every setting, as env vars
+        if value is not None:
+            env[name.upper()] = value if isinstance(value, str) else json.dumps(value)
+    env["PYTHONUNBUFFERED"] = "1"
     if settings.database_url:
         env["DATABASE_URL"] = settings.database_url
     env.update(extra)
@@ -178,13 +230,8 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def migrated(settings: Settings) -> Settings:
-    subprocess.run(
-        [str(BIN / "alembic"), "upgrade", "head"],
-        cwd=ROOT,
-        env=process_env(settings),
-        check=True,
-        capture_output=True,
-    )
+    if not ON_POSTGRES:  # PostgreSQL databases are copies of the migrated template
+        _alembic_upgrade(process_env(settings))
     return settings
 
 
@@ -357,32 +404,29 @@ def make_stack(settings: Settings, tmp_path: Path) -> Any:
 
     @asynccontextmanager
     async def _make(**overrides: Any) -> AsyncIterator[Stack]:
-        stack_settings = settings.model_copy(
-            update={
-                "data_dir": tmp_path / "data",
-                "queue_name": f"brainwave-test:{uuid.uuid4().hex[:8]}",
-                **overrides,
-            }
-        )
-        subprocess.run(
-            [str(BIN / "alembic"), "upgrade", "head"],
-            cwd=ROOT,
-            env=process_env(stack_settings),
-            check=True,
-            capture_output=True,
-        )
-        (tmp_path / "logs").mkdir(exist_ok=True)
-        pool = WorkerPool(stack_settings, tmp_path / "logs")
-        app = create_app(stack_settings)
-        try:
-            async with app.router.lifespan_context(app):
-                transport = httpx.ASGITransport(app=app)
-                async with httpx.AsyncClient(
-                    transport=transport, base_url="http://testserver"
-                ) as c:
-                    yield Stack(stack_settings, c, app.state.resources, pool)
-        finally:
-            pool.stop_all()
+        with fresh_database(migrated=True) as database_url:
+            stack_settings = settings.model_copy(
+                update={
+                    "data_dir": tmp_path / "data",
+                    "database_url": database_url,
+                    "queue_name": f"brainwave-test:{uuid.uuid4().hex[:8]}",
+                    **overrides,
+                }
+            )
+            if not ON_POSTGRES:
+                _alembic_upgrade(process_env(stack_settings))
+            (tmp_path / "logs").mkdir(exist_ok=True)
+            pool = WorkerPool(stack_settings, tmp_path / "logs")
+            app = create_app(stack_settings)
+            try:
+                async with app.router.lifespan_context(app):
+                    transport = httpx.ASGITransport(app=app)
+                    async with httpx.AsyncClient(
+                        transport=transport, base_url="http://testserver"
+                    ) as c:
+                        yield Stack(stack_settings, c, app.state.resources, pool)
+            finally:
+                pool.stop_all()
 
     return _make
 
@@ -391,7 +435,17 @@ def make_stack(settings: Settings, tmp_path: Path) -> Any:
 def running_system(data_dir: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """The whole system started exactly as `make run` starts it (scripts.devserver), on
     free ports. No Redis answers at its REDIS_URL, so it starts an embedded Valkey as on a
-    fresh machine, and its own Chroma server. Yields the API's base URL and the process."""
+    fresh machine, and its own Chroma server; on PostgreSQL it gets an empty database, which
+    it migrates as on a fresh host. Yields the API's base URL and the process."""
+    with fresh_database(migrated=False) as database_url:
+        if database_url:
+            env = {"DATABASE_URL": database_url, **env}
+        with _running_system(data_dir, **env) as running:
+            yield running
+
+
+@contextmanager
+def _running_system(data_dir: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     api_port = free_port()
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_"))},
@@ -401,6 +455,7 @@ def running_system(data_dir: Path, **env: str) -> Iterator[tuple[str, subprocess
         "API_PORT": str(api_port),
         "WORKERS": "1",
         "JWT_SECRET": TEST_JWT_SECRET,
+        **{name.upper(): rate for name, rate in GENEROUS_RATE_LIMITS.items()},
         **env,
     }
     log = (data_dir / "system.log").open("wb")

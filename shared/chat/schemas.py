@@ -56,4 +56,6 @@ class SessionDetail(SessionOut):
 
 
 class MessageIn(BaseModel):
-    content: str = Field(min_length=1, max_length=8000)
+    # No NUL: PostgreSQL cannot store one, and the question is saved after an SSE answer
+    # has started, too late for a 422.
+    content: str = Field(min_length=1, max_length=8000, pattern=r"^[^\x00]*$")
