@@ -23,14 +23,17 @@ async def test_engine_is_set_up_for_its_backend(migrated: Settings) -> None:
     try:
         async with db.transaction() as connection:
             if migrated.is_sqlite:
-                mode = await connection.scalar(text("PRAGMA journal_mode"))
-                assert mode == "wal"
+                assert await connection.scalar(text("PRAGMA journal_mode")) == "wal"
                 assert await connection.scalar(text("PRAGMA foreign_keys")) == 1
-            else:
-                assert connection.dialect.name == "postgresql"
-                assert db.read_engine is db.engine
-                assert db.engine.pool.size() == migrated.database_pool_size  # type: ignore[attr-defined]
-                assert await connection.scalar(text("SELECT 1")) == 1
+                return
+            level = await connection.scalar(text("SHOW transaction_isolation"))
+            assert level == "read committed"
+        pool = db.engine.pool
+        assert pool.size() == migrated.database_pool_size  # type: ignore[attr-defined]
+        assert db.read_engine.pool is pool
+        async with db.read_session() as session:  # one snapshot per read session
+            level = await session.scalar(text("SHOW transaction_isolation"))
+            assert level == "repeatable read"
     finally:
         await db.dispose()
 

@@ -3,7 +3,9 @@
 PostgreSQL (`DATABASE_URL=postgresql+asyncpg://…`) gets a plain pooled engine: a bounded
 pool per process (the API and every worker each hold one), connections checked before use
 and recycled, so a failover or an idle-connection timeout (RDS, a proxy) costs a reconnect,
-not a failed request. Its row locks make concurrent writers wait on their own.
+not a failed request. Its row locks make concurrent writers wait on their own. Read
+sessions share that pool at REPEATABLE READ: like a SQLite read transaction, each sees one
+snapshot from its first statement on (an export or a page and its count agree).
 
 SQLite is set up the way that is safe for several processes (the API and N workers):
 WAL, a busy timeout, foreign keys, synchronous=NORMAL, and `BEGIN IMMEDIATE` for write
@@ -73,8 +75,11 @@ class Database:
 
     def __init__(self, settings: Settings) -> None:
         self.engine = _make_engine(settings, sqlite_begin="BEGIN IMMEDIATE")
+        self._own_read_pool = settings.is_sqlite
         self.read_engine = (
-            _make_engine(settings, sqlite_begin="BEGIN") if settings.is_sqlite else self.engine
+            _make_engine(settings, sqlite_begin="BEGIN")
+            if settings.is_sqlite
+            else self.engine.execution_options(isolation_level="REPEATABLE READ")
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self.read_sessionmaker = async_sessionmaker(self.read_engine, expire_on_commit=False)
@@ -106,5 +111,5 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-        if self.read_engine is not self.engine:
+        if self._own_read_pool:
             await self.read_engine.dispose()
