@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from api.errors import install_error_handlers
 from api.fastpath import JobPollFastPath
 from api.middleware import BodySizeLimit
-from api.routers import admin, auth, chat, flashcards, health, jobs, materials, me, search
+from api.routers import admin, auth, chat, flashcards, health, jobs, materials, me, paths, search
 from shared.config import Settings, get_settings
 from shared.logging import configure_logging
 from shared.resources import Resources
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     install_error_handlers(app)
-    for module in (health, auth, jobs, materials, search, chat, flashcards, me, admin):
+    for module in (health, auth, jobs, materials, search, chat, flashcards, paths, me, admin):
         app.include_router(module.router)
     return app
 

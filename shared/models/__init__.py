@@ -6,6 +6,7 @@ from shared.db.base import Base
 from shared.flashcards.models import Card, Deck, Review
 from shared.jobs.models import Job
 from shared.materials.models import Chunk, Material
+from shared.paths.models import LearningPath, PathModule
 from shared.progress.models import StudyEvent
 from shared.quizzes.models import Attempt, Question, Quiz
 
@@ -19,7 +20,9 @@ __all__ = [
     "Chunk",
     "Deck",
     "Job",
+    "LearningPath",
     "Material",
+    "PathModule",
     "Question",
     "Quiz",
     "RefreshToken",

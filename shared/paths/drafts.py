@@ -1,0 +1,26 @@
+"""What a path generator reads and produces, whichever provider made the modules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class PathChunk:
+    """A chunk of the learner's material, in reading order, with what places it."""
+
+    chunk_id: str
+    material_id: str
+    title: str  # the material's
+    heading: str | None
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleDraft:
+    title: str
+    objectives: list[str]
+    chunk_ids: list[str]
+    material_ids: list[str]
+    topics: list[str]
+    minutes: int
