@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.ratelimit import RateText
+
 DEFAULT_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me"
 MIN_PRODUCTION_SECRET_LENGTH = 32
 
@@ -30,6 +32,15 @@ class Settings(BaseSettings):
     access_token_minutes: int = 15
     refresh_token_days: int = 30
     cors_origins: list[str] = Field(default_factory=list)
+
+    metrics_token: str = ""  # when set, GET /metrics wants `Authorization: Bearer <token>`
+    # Rate limits, "<count>/<period>" (10/minute, 5/15minutes, 100/hour): that many at
+    # once, then one every period/count. Per client IP, per email or per user.
+    rate_limit_login_ip: RateText = "30/minute"
+    rate_limit_login_email: RateText = "10/15minutes"  # brute force on one account
+    rate_limit_register_ip: RateText = "20/hour"
+    rate_limit_uploads_user: RateText = "100/hour"  # POST /api/materials, /url, /text
+    rate_limit_chat_user: RateText = "30/minute"  # chat messages (each one is an LLM call)
 
     gemini_api_key: str = ""
     gemini_base_url: str = ""  # empty: Google's endpoint; tests point it at a local fake

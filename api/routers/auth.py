@@ -16,6 +16,7 @@ from api.deps import (
     UserId,
 )
 from api.errors import responses
+from api.ratelimits import limit_login, limit_register
 from shared.auth import service as auth
 from shared.auth.schemas import (
     ApiKeyCreated,
@@ -31,14 +32,19 @@ from shared.auth.schemas import (
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED, responses=responses(409, 422))
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(409, 422, 429),
+    dependencies=[Depends(limit_register)],
+)
 async def register(data: RegisterIn, session: SessionDep) -> UserOut:
     user = await auth.register(session, data)
     await session.commit()
     return UserOut.model_validate(user)
 
 
-@router.post("/login", responses=responses(401, 422))
+@router.post("/login", responses=responses(401, 422, 429), dependencies=[Depends(limit_login)])
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     read: ReadSessionDep,

@@ -3,11 +3,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Depends, Header, Response, status
 from fastapi.responses import StreamingResponse
 
 from api.deps import Cursor, Limit, ReadSessionDep, ResourcesDep, SessionDep, UserId
 from api.errors import responses
+from api.ratelimits import limit_chat
 from api.sse import sse_event, sse_headers, with_keepalive
 from shared.chat import service, tutor
 from shared.chat.schemas import MessageIn, MessageOut, SessionDetail, SessionIn, SessionOut
@@ -64,7 +65,7 @@ async def _sse(events: AsyncIterator[tutor.TutorEvent]) -> AsyncIterator[bytes]:
 @router.post(
     "/{session_id}/messages",
     responses={
-        **responses(401, 404, 422, 502),
+        **responses(401, 404, 422, 429, 502),
         200: {
             "description": "With `Accept: text/event-stream`: `token` events, then "
             "`citations` and `done` (or `error`). Otherwise the finished message.",
@@ -72,6 +73,7 @@ async def _sse(events: AsyncIterator[tutor.TutorEvent]) -> AsyncIterator[bytes]:
         },
     },
     response_model=MessageOut,
+    dependencies=[Depends(limit_chat)],
 )
 async def post_message(
     session_id: str,

@@ -3,10 +3,11 @@ from __future__ import annotations
 import contextlib
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, Query, Response, UploadFile, status
 
 from api.deps import Cursor, Limit, ReadSessionDep, ResourcesDep, SessionDep, UserId
 from api.errors import responses
+from api.ratelimits import limit_uploads
 from shared.errors import Conflict, InvalidInput, NotFound, UnsupportedMediaType
 from shared.jobs import service as jobs
 from shared.jobs.schemas import JobOut
@@ -26,7 +27,12 @@ from shared.pagination import DEFAULT_LIMIT, Page
 router = APIRouter(prefix="/api/materials", tags=["materials"])
 
 
-@router.post("/text", status_code=status.HTTP_202_ACCEPTED, responses=responses(401, 413, 422))
+@router.post(
+    "/text",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=responses(401, 413, 422, 429),
+    dependencies=[Depends(limit_uploads)],
+)
 async def create_text_material(
     data: TextMaterialIn, user_id: UserId, session: SessionDep, resources: ResourcesDep
 ) -> MaterialCreated:
@@ -41,7 +47,12 @@ async def create_text_material(
 MAX_FILES_PER_UPLOAD = 20
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, responses=responses(401, 413, 415, 422))
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=responses(401, 413, 415, 422, 429),
+    dependencies=[Depends(limit_uploads)],
+)
 async def upload_materials(
     files: Annotated[
         list[UploadFile],
@@ -81,7 +92,12 @@ async def upload_materials(
     return UploadResult(items=accepted, rejected=rejected)
 
 
-@router.post("/url", status_code=status.HTTP_202_ACCEPTED, responses=responses(401, 422))
+@router.post(
+    "/url",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=responses(401, 422, 429),
+    dependencies=[Depends(limit_uploads)],
+)
 async def create_url_material(
     data: UrlMaterialIn, user_id: UserId, session: SessionDep, resources: ResourcesDep
 ) -> MaterialCreated:
