@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.deps import REVOKED_ACCESS_PREFIX
+from api.observability import ROUTE_KEY
 from shared.auth import security
 from shared.errors import Unauthorized
 from shared.jobs.service import snapshot_key
@@ -24,6 +25,7 @@ from shared.resources import Resources
 
 _JOB_PATH = re.compile(r"^/api/jobs/([0-9a-f]{32})$")
 _HEADERS = [(b"content-type", b"application/json")]
+_ROUTE = "/api/jobs/{job_id}"  # the route it stands in for, as the metrics label it
 
 
 class JobPollFastPath:
@@ -56,6 +58,7 @@ class JobPollFastPath:
             return False  # the route answers (503 while Redis is down)
         if revoked is not None or body is None:
             return False
+        scope[ROUTE_KEY] = _ROUTE
         headers = [*_HEADERS, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})

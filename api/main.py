@@ -11,7 +11,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from api.errors import install_error_handlers
 from api.fastpath import JobPollFastPath
 from api.middleware import BodySizeLimit
-from api.routers import admin, auth, chat, flashcards, health, jobs, materials, me, paths, search
+from api.observability import HttpMetrics, RequestContext
+from api.routers import admin, auth, chat, flashcards, health, jobs, materials, me, metrics, search
 from shared.config import Settings, get_settings
 from shared.logging import configure_logging
 from shared.resources import Resources
@@ -38,7 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Backend of the Brainwave AI study companion.",
         lifespan=lifespan,
     )
-    # The last one added runs first: CORS, then the body limit, then the job-poll fast path.
+    # The last one added runs first: request id and metrics, CORS, then the body limit,
+    # then the job-poll fast path.
     app.add_middleware(JobPollFastPath)
     app.add_middleware(
         BodySizeLimit,
@@ -50,11 +52,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-API-Key", "Last-Event-ID"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "X-API-Key",
+                "Last-Event-ID",
+                "X-Request-ID",
+            ],
+            expose_headers=["X-Request-ID", "Retry-After"],
             max_age=600,
         )
+    app.state.http_metrics = HttpMetrics()
+    app.add_middleware(RequestContext, metrics=app.state.http_metrics)
     install_error_handlers(app)
-    for module in (health, auth, jobs, materials, search, chat, flashcards, paths, me, admin):
+    for module in (health, auth, jobs, materials, search, chat, flashcards, me, admin, metrics):
         app.include_router(module.router)
     return app
 

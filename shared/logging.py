@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+"""The id of the API request being served, or of the request that enqueued the job being
+run: set by the API's request middleware and by the job wrapper, added to every log line."""
 
 
 class JsonFormatter(logging.Formatter):
@@ -19,6 +24,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if (current := request_id.get()) is not None:
+            entry["request_id"] = current
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

@@ -28,9 +28,12 @@ from arq.worker import Function, func
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import OperationalError
 
+from shared import metrics
 from shared.jobs import service as jobs
 from shared.jobs.errors import JobCancelled, PermanentJobError, TransientJobError
-from shared.jobs.models import Job, JobStatus
+from shared.jobs.models import TERMINAL_STATUSES, Job, JobStatus
+from shared.jobs.schemas import JobOut
+from shared.logging import request_id
 from shared.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -108,7 +111,29 @@ async def _transition(
 
 async def _set(resources: Resources, job_id: str, **values: Any) -> jobs.JobState | None:
     """Update a job this worker is running (no-op once it was cancelled or re-claimed)."""
-    return await _transition(resources, job_id, RUNNING, (Job.worker == WORKER_ID,), **values)
+    state = await _transition(resources, job_id, RUNNING, (Job.worker == WORKER_ID,), **values)
+    if state is not None and state.job.status in TERMINAL_STATUSES:
+        await _record_duration(resources, state.job)
+    return state
+
+
+async def _record_duration(resources: Resources, job: JobOut) -> None:
+    """This attempt's run time (claim to finish) in the job-duration histogram."""
+    if job.started_at is None or job.finished_at is None:
+        return
+    seconds = (job.finished_at - job.started_at).total_seconds()
+    namespace = resources.settings.queue_name
+    await metrics.record_job_duration(resources.redis, namespace, job.kind, job.status, seconds)
+
+
+async def _handle(handler: Handler, run: JobRun) -> dict[str, Any]:
+    """Run the handler; a provider's failure is counted (for /metrics) on its way out."""
+    try:
+        return await handler(run)
+    except Exception as exc:
+        namespace = run.resources.settings.queue_name
+        await metrics.count_provider_error(run.resources.redis, namespace, exc)
+        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +188,7 @@ async def run_job(
     job = await _claim(resources, job_id, attempt)
     if job is None:
         return {"skipped": "the job is no longer queued"}
+    request_id.set(job.payload.get("request_id"))  # reset by job_function's coroutine
     if attempt > max_attempts:
         await _fail(resources, job, f"Stopped after {max_attempts} attempts.", on_failure)
         return {"failed": "too many attempts"}
@@ -172,7 +198,7 @@ async def run_job(
     log.info("job started", extra=context)
     started = time.perf_counter()
     try:
-        result = await handler(run)
+        result = await _handle(handler, run)
     except JobCancelled:
         await _set(
             resources,
@@ -238,7 +264,12 @@ def job_function(
     """Register `handler` as the arq function `kind`, wrapped in the lifecycle."""
 
     async def coroutine(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
-        return await run_job(ctx, job_id, handler, on_failure)
+        # The job's log lines carry the id of the API request that created it.
+        token = request_id.set(None)
+        try:
+            return await run_job(ctx, job_id, handler, on_failure)
+        finally:
+            request_id.reset(token)
 
     coroutine.__qualname__ = coroutine.__name__ = kind
     # arq's own try limit is only a backstop: the wrapper fails the row first.

@@ -26,6 +26,7 @@ from shared.errors import Conflict, NotFound
 from shared.jobs.channels import job_events_channel
 from shared.jobs.models import TERMINAL_STATUSES, Job, JobStatus
 from shared.jobs.schemas import JobOut
+from shared.logging import request_id
 from shared.pagination import Page, page_of
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,13 @@ def snapshot_key(user_id: str, job_id: str) -> str:
 
 
 def create_job(session: AsyncSession, user_id: str, kind: str, payload: dict[str, Any]) -> Job:
-    """Add a queued job; it is handed to the workers by `commit_and_enqueue`, never before."""
+    """Add a queued job; it is handed to the workers by `commit_and_enqueue`, never before.
+
+    The payload keeps the id of the request that asked for the job (when there is one),
+    so the worker's log lines for it can be found with the request's.
+    """
+    if (current := request_id.get()) is not None:
+        payload = {**payload, "request_id": current}
     now = datetime.now(UTC)
     job = Job(
         user_id=user_id,
