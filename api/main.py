@@ -12,7 +12,21 @@ from api.errors import install_error_handlers
 from api.fastpath import JobPollFastPath
 from api.middleware import BodySizeLimit
 from api.observability import HttpMetrics, RequestContext
-from api.routers import admin, auth, chat, flashcards, health, jobs, materials, me, metrics, search
+from api.routers import (
+    admin,
+    auth,
+    chat,
+    flashcards,
+    health,
+    jobs,
+    materials,
+    me,
+    metrics,
+    paths,
+    progress,
+    quizzes,
+    search,
+)
 from shared.config import Settings, get_settings
 from shared.logging import configure_logging
 from shared.resources import Resources
@@ -65,7 +79,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.http_metrics = HttpMetrics()
     app.add_middleware(RequestContext, metrics=app.state.http_metrics)
     install_error_handlers(app)
-    for module in (health, auth, jobs, materials, search, chat, flashcards, me, admin, metrics):
+    modules = (
+        health,
+        auth,
+        jobs,
+        materials,
+        search,
+        chat,
+        flashcards,
+        quizzes,
+        paths,
+        progress,
+        me,
+        admin,
+        metrics,
+    )
+    for module in modules:
         app.include_router(module.router)
     return app
 
