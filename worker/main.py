@@ -19,9 +19,10 @@ from shared.jobs.channels import WORKER_HEARTBEAT_TTL_S, WORKER_HEARTBEATS_KEY
 from shared.logging import configure_logging
 from shared.materials.service import PROCESS_MATERIAL
 from shared.paths.service import GENERATE_PATH
+from shared.quizzes.service import GENERATE_QUIZ
 from shared.resources import Resources, redis_settings
 from worker.lifecycle import WORKER_ID, job_function
-from worker.tasks import backups, flashcards, materials, paths
+from worker.tasks import backups, flashcards, materials, paths, quizzes
 from worker.tasks.maintenance import reap_jobs
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,12 @@ class WorkerSettings:
         ),
         job_function(
             GENERATE_DECK, flashcards.generate_deck, settings_max_attempts=settings.job_max_attempts
+        ),
+        job_function(
+            GENERATE_QUIZ,
+            quizzes.generate_quiz,
+            settings_max_attempts=settings.job_max_attempts,
+            on_failure=quizzes.on_failure,
         ),
         job_function(
             GENERATE_PATH,
