@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 
 from shared.auth.models import User
 from shared.config import Settings
@@ -97,3 +97,25 @@ async def test_a_nul_in_a_chat_question_is_refused_before_the_stream_starts(
             json={"content": "what is a cell?\x00"},
         )
         assert_error(response, 422, "validation_error")
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="asyncpg's error classes; SQLite's are already so")
+@pytest.mark.parametrize(
+    ("sql", "transient"),
+    [
+        ("DO $$ BEGIN RAISE EXCEPTION 'x' USING ERRCODE = 'serialization_failure'; END $$", True),
+        ("DO $$ BEGIN RAISE EXCEPTION 'x' USING ERRCODE = 'deadlock_detected'; END $$", True),
+        ("SELECT pg_terminate_backend(pg_backend_pid())", True),
+        ("SELECT 1 / 0", False),
+    ],
+)
+async def test_transient_postgres_errors_are_operational_errors(
+    resources: Resources, sql: str, transient: bool
+) -> None:
+    """What the job wrapper retries (OperationalError) includes PostgreSQL's transient errors."""
+    with pytest.raises(DBAPIError) as raised:
+        async with resources.db.transaction() as connection:
+            await connection.execute(text(sql))
+    assert isinstance(raised.value, OperationalError) is transient, repr(raised.value)
+    async with resources.db.transaction() as connection:  # the pool recovered
+        assert await connection.scalar(text("SELECT 1")) == 1

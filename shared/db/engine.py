@@ -6,6 +6,9 @@ and recycled, so a failover or an idle-connection timeout (RDS, a proxy) costs a
 not a failed request. Its row locks make concurrent writers wait on their own. Read
 sessions share that pool at REPEATABLE READ: like a SQLite read transaction, each sees one
 snapshot from its first statement on (an export or a page and its count agree).
+asyncpg reports a lost connection, a deadlock or a serialization failure as a generic
+DBAPI error; they are raised as `OperationalError`, as psycopg and SQLite's "database is
+locked" are, so the job wrapper retries them like any transient error.
 
 SQLite is set up the way that is safe for several processes (the API and N workers):
 WAL, a busy timeout, foreign keys, synchronous=NORMAL, and `BEGIN IMMEDIATE` for write
@@ -21,6 +24,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -50,14 +55,33 @@ def _install_sqlite_pragmas(engine: AsyncEngine, *, begin: str) -> None:
         connection.exec_driver_sql(begin)
 
 
+# SQLSTATE classes worth another try: connection exception, transaction rollback
+# (serialization failure, deadlock), insufficient resources, operator intervention
+# (admin shutdown, cannot connect now: a restart or failover).
+TRANSIENT_SQLSTATE_PREFIXES = ("08", "40", "53", "57P")
 POSTGRES_POOL_RECYCLE_S = 1800  # under the idle timeouts of proxies and load balancers
 POSTGRES_POOL_TIMEOUT_S = 30
+
+
+def _transient_as_operational(context: ExceptionContext) -> BaseException | None:
+    error = context.sqlalchemy_exception
+    if error is None or isinstance(error, OperationalError) or context.is_pre_ping:
+        return None
+    sqlstate = str(getattr(context.original_exception, "sqlstate", None) or "")
+    if not (context.is_disconnect or sqlstate.startswith(TRANSIENT_SQLSTATE_PREFIXES)):
+        return None
+    return OperationalError(
+        error.statement,
+        error.params,
+        context.original_exception,
+        connection_invalidated=context.is_disconnect,
+    )
 
 
 def _make_engine(settings: Settings, *, sqlite_begin: str) -> AsyncEngine:
     url = settings.resolved_database_url
     if not settings.is_sqlite:
-        return create_async_engine(
+        engine = create_async_engine(
             url,
             pool_size=settings.database_pool_size,
             max_overflow=settings.database_max_overflow,
@@ -65,6 +89,8 @@ def _make_engine(settings: Settings, *, sqlite_begin: str) -> AsyncEngine:
             pool_recycle=POSTGRES_POOL_RECYCLE_S,
             pool_pre_ping=True,
         )
+        event.listen(engine.sync_engine, "handle_error", _transient_as_operational)
+        return engine
     engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
     _install_sqlite_pragmas(engine, begin=sqlite_begin)
     return engine
