@@ -178,7 +178,7 @@ async def test_quiz_validation_answers_422(
 ) -> None:
     material_id = await ready_material(client, alice)
     h = alice.headers
-    for body in (
+    bad_bodies: list[dict[str, Any]] = [
         {"num_questions": 0},
         {"num_questions": 51},
         {"question_types": []},
@@ -186,7 +186,8 @@ async def test_quiz_validation_answers_422(
         {"difficulty": "impossible"},
         {"material_ids": "abc"},
         {"unexpected": 1},
-    ):
+    ]
+    for body in bad_bodies:
         assert_error(
             await client.post(
                 "/api/quizzes", headers=h, json={"material_ids": [material_id], **body}
