@@ -9,6 +9,7 @@ from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.account.erase import signed_out_key
 from shared.auth import security
 from shared.auth import service as auth
 from shared.config import Settings
@@ -67,10 +68,12 @@ async def current_principal(
     token: Annotated[str | None, Depends(oauth2_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> Principal:
-    """Bearer access JWT (checked against the logout denylist) or an X-API-Key."""
+    """Bearer access JWT (checked against the logout denylist and erased accounts, in one
+    round trip) or an X-API-Key."""
     if token:
         claims = security.decode_token(resources.settings.jwt_secret, token, expected_type="access")
-        if await resources.redis.exists(REVOKED_ACCESS_PREFIX + claims.jti):
+        revoked = (REVOKED_ACCESS_PREFIX + claims.jti, signed_out_key(claims.user_id))
+        if await resources.redis.exists(*revoked):
             raise Unauthorized("The token has been revoked.")
         return Principal(claims.user_id, claims.jti, claims.expires_at.timestamp())
     if api_key:

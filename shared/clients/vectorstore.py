@@ -103,6 +103,14 @@ class VectorStore:
         async with self._write_turn():
             await collection.delete(where={"material_id": material_id})
 
+    async def delete_owner(self, user_id: str) -> None:
+        """Delete a user's vectors from every collection, earlier embedding models' too."""
+        await self._collection()  # connects
+        assert self._client is not None
+        for collection in await self._client.list_collections():
+            async with self._write_turn():
+                await collection.delete(where={"user_id": user_id})
+
     def _write_turn(self) -> AbstractAsyncContextManager[object]:
         if self._redis is None:
             return contextlib.nullcontext()
