@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
 import shared.models  # noqa: F401 - every mapper must be known before the first flush
 from shared.clients.embeddings import Embedder
 from shared.clients.llm import LLM, build_embedder, build_llm
-from shared.clients.transcription import AssemblyAITranscriber, build_transcriber
 from shared.clients.vectorstore import VectorStore
 from shared.config import Settings
 from shared.db import Database
 from shared.storage import ensure_layout
+
+if TYPE_CHECKING:
+    from shared.clients.transcription import AssemblyAITranscriber
 
 
 def redis_settings(settings: Settings) -> RedisSettings:
@@ -28,7 +31,17 @@ class Resources:
     embedder: Embedder
     store: VectorStore
     llm: LLM
-    transcriber: AssemblyAITranscriber
+    _transcriber: AssemblyAITranscriber | None = field(default=None, repr=False)
+
+    @property
+    def transcriber(self) -> AssemblyAITranscriber:
+        """Built on first use: only workers transcribe, and importing the AssemblyAI SDK
+        would add ~30 MB to the API's memory for nothing."""
+        if self._transcriber is None:
+            from shared.clients.transcription import build_transcriber
+
+            self._transcriber = build_transcriber(self.settings)
+        return self._transcriber
 
     @classmethod
     async def open(cls, settings: Settings, redis: ArqRedis | None = None) -> Resources:
@@ -48,7 +61,6 @@ class Resources:
             embedder=embedder,
             store=VectorStore(settings.chroma_url, embedder.model_id, redis=redis),
             llm=build_llm(settings),
-            transcriber=build_transcriber(settings),
         )
 
     async def close(self, *, close_redis: bool = True) -> None:
@@ -56,7 +68,8 @@ class Resources:
         close_embedder = getattr(self.embedder, "aclose", None)
         if close_embedder is not None:
             await close_embedder()
-        self.transcriber.close()
+        if self._transcriber is not None:
+            self._transcriber.close()
         await self.db.dispose()
         if close_redis:
             await self.redis.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from shared.config import Settings
@@ -22,3 +23,16 @@ def ensure_layout(settings: Settings) -> Path:
     for sub in VOLUME_DIRS:
         (root / sub).mkdir(parents=True, exist_ok=True)
     return root
+
+
+def transcripts_dir(settings: Settings) -> Path:
+    """Cached transcripts, named by the SHA-256 of the media file they came from."""
+    return settings.data_dir.resolve() / "cache" / "transcripts"
+
+
+def file_sha256(path: Path, block_size: int = 1024 * 1024) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(block_size):
+            digest.update(block)
+    return digest.hexdigest()

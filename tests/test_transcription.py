@@ -12,12 +12,12 @@ import pytest
 from shared.clients.transcription import (
     NO_KEY_MESSAGE,
     AssemblyAITranscriber,
-    file_sha256,
     merge_timed,
 )
 from shared.config import Settings
 from shared.jobs.errors import PermanentJobError, TransientJobError
 from shared.materials.chunking import Segment
+from shared.storage import file_sha256
 from tests.fakes import free_port
 from tests.fakes.assemblyai import DEFAULT_SCRIPT, FakeAssemblyAI
 from tests.fakes.media import MediaFiles, make_media

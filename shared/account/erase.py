@@ -31,13 +31,13 @@ from sqlalchemy import delete, select
 from shared.account.owned import FILE_COLUMN, owned_tables, stored_file
 from shared.auth import security
 from shared.auth.models import User
-from shared.clients.transcription import file_sha256
 from shared.config import Settings
 from shared.db import Database
 from shared.errors import Forbidden
 from shared.jobs.models import Job
 from shared.jobs.service import ACTIVE, snapshot_key
 from shared.resources import Resources
+from shared.storage import file_sha256, transcripts_dir
 
 SIGNED_OUT_PREFIX = "brainwave:signed-out-user:"
 REDIS_BATCH = 500
@@ -62,8 +62,8 @@ async def erase_account(resources: Resources, user_id: str, password: str) -> No
     removed = await _delete_rows(resources.db, user_id)
     await _sign_out(resources.redis, resources.settings, user_id)
     await resources.store.delete_owner(user_id)
-    cache_dir = resources.transcriber.cache_dir
-    await asyncio.to_thread(_delete_files, resources.settings, cache_dir, removed.files)
+    transcripts = transcripts_dir(resources.settings)
+    await asyncio.to_thread(_delete_files, resources.settings, transcripts, removed.files)
     await _forget_jobs(resources.redis, user_id, removed)
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -34,11 +33,11 @@ import httpx
 from shared.config import Settings
 from shared.jobs.errors import JobError, PermanentJobError, TransientJobError
 from shared.materials.chunking import Segment
+from shared.storage import file_sha256, transcripts_dir
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
-HASH_BLOCK = 1024 * 1024
 NO_KEY_MESSAGE = "Audio and video need transcription, and no ASSEMBLYAI_API_KEY is set."
 SPEECH_MODELS = ["universal-3-pro", "universal-2"]
 _SENTENCE_END = (".", "!", "?", "…", "。", "！", "？")
@@ -126,14 +125,6 @@ def _words_segment(words: list[aai.Word]) -> Segment:
 
 
 # ---------------------------------------------------------------- cache files
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -246,7 +237,7 @@ class AssemblyAITranscriber:
         self._timeout = settings.provider_timeout_seconds
         self._polling_interval = polling_interval
         self._poll_timeout = poll_timeout or float(settings.job_timeout_seconds)
-        self.cache_dir = settings.data_dir.resolve() / "cache" / "transcripts"
+        self.cache_dir = transcripts_dir(settings)
         self._client: aai.Client | None = None
         self._client_lock = threading.Lock()
 

@@ -26,7 +26,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import yt_dlp  # type: ignore[import-untyped]
@@ -48,6 +47,7 @@ from shared.clients.urlguard import (
     guarded_client,
     guarded_resolution,
 )
+from shared.clients.youtube_urls import is_youtube_url, youtube_video_id
 from shared.config import Settings
 from shared.jobs.errors import JobError, PermanentJobError, TransientJobError
 from shared.materials.chunking import Segment
@@ -68,9 +68,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_VIDEO_ID = re.compile(r"^[A-Za-z0-9_-]{11}$")
-_YOUTUBE_HOSTS = frozenset({"youtube.com", "www.youtube.com", "m.youtube.com"})
-_PATH_ID_PREFIXES = ("/shorts/", "/embed/", "/live/")
 MAX_CAPTION_BYTES = 20 * 1024 * 1024
 MEDIA_SUFFIXES = frozenset(
     {".mp3", ".wav", ".m4a", ".ogg", ".oga", ".opus", ".flac", ".aac", ".mp4", ".m4v",
@@ -92,37 +89,6 @@ class MediaFetch:
     segments: list[Segment] | None = None
     audio_path: Path | None = None
     caption_lang: str | None = None
-
-
-# ---------------------------------------------------------------- URLs
-
-
-def youtube_video_id(url: str) -> str | None:
-    """The 11-character video id of a YouTube video link, or None for anything else."""
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        return None
-    host = (parts.hostname or "").lower()
-    if parts.scheme.lower() not in ("http", "https") or port not in (None, 80, 443):
-        return None
-    candidate: str | None = None
-    if host == "youtu.be":
-        candidate = parts.path.lstrip("/").split("/")[0]
-    elif host in _YOUTUBE_HOSTS:
-        if parts.path.rstrip("/") == "/watch":
-            candidate = (parse_qs(parts.query).get("v") or [""])[0]
-        else:
-            for prefix in _PATH_ID_PREFIXES:
-                if parts.path.startswith(prefix):
-                    candidate = parts.path.removeprefix(prefix).split("/")[0]
-    return candidate if candidate and _VIDEO_ID.match(candidate) else None
-
-
-def is_youtube_url(url: str) -> bool:
-    """A YouTube video link: watch?v=, youtu.be/, /shorts/, /embed/, /live/ (www. or m.)."""
-    return youtube_video_id(url) is not None
 
 
 # ---------------------------------------------------------------- the guard

@@ -11,7 +11,7 @@ from typing import BinaryIO
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clients.urlguard import check_url
-from shared.clients.youtube import is_youtube_url
+from shared.clients.youtube_urls import is_youtube_url
 from shared.config import Settings
 from shared.errors import PayloadTooLarge
 from shared.ids import new_id
