@@ -131,12 +131,12 @@ async def read_counters(
         pipe.hgetall(key(namespace, "provider_errors"))
         durations, errors = await pipe.execute()
     return _histograms(durations), {
-        _pair(field_name): int(value) for field_name, value in errors.items()
+        _pair(field_name.decode()): int(value) for field_name, value in errors.items()
     }
 
 
-def _pair(field_name: bytes) -> tuple[str, str]:
-    first, second = field_name.decode().split("|", 1)
+def _pair(text: str) -> tuple[str, str]:
+    first, second = text.split("|", 1)
     return first, second
 
 
@@ -144,7 +144,7 @@ def _histograms(raw: dict[bytes, bytes]) -> dict[tuple[str, str], Histogram]:
     out: dict[tuple[str, str], Histogram] = {}
     for field_name, value in raw.items():
         series, part = field_name.decode().rsplit("|", 1)
-        histogram = out.setdefault(_pair(series.encode()), Histogram())
+        histogram = out.setdefault(_pair(series), Histogram())
         if part == "sum":
             histogram.total = float(value)
         else:
