@@ -7,13 +7,16 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import String, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 
 from shared.auth.models import User
 from shared.config import Settings
 from shared.db import Database
+from shared.flashcards.models import Card
 from shared.ids import new_id
+from shared.materials.keyterms import topic_of
+from shared.quizzes.models import Question
 from shared.resources import Resources
 from tests.conftest import ON_POSTGRES, Account, assert_error
 
@@ -119,3 +122,13 @@ async def test_transient_postgres_errors_are_operational_errors(
     assert isinstance(raised.value, OperationalError) is transient, repr(raised.value)
     async with resources.db.transaction() as connection:  # the pool recovered
         assert await connection.scalar(text("SELECT 1")) == 1
+
+
+def test_topic_labels_fit_their_columns() -> None:
+    """PostgreSQL enforces String(n) (SQLite does not): a topic made of one very long word
+    must still fit the columns it is stored in."""
+    long_word = "Pneumono" + "ultramicroscopic" * 20
+    label = topic_of(f"The {long_word} is long. The {long_word} is a word.")
+    for column in (Card.__table__.c.topic, Question.__table__.c.topic):
+        assert isinstance(column.type, String) and column.type.length is not None
+        assert 0 < len(label) <= column.type.length

@@ -101,6 +101,9 @@ def cloze(sentence: str, term: str) -> str:
     return re.sub(rf"\b{re.escape(term)}\b", BLANK, sentence, count=1)
 
 
+MAX_TOPIC_CHARS = 120  # the topic columns (cards, quiz questions) are String(120)
+
+
 def topic_of(text: str, frequency: Counter[str] | None = None) -> str:
     """A short label for a passage: its most frequent key term, weighted by how much the
     whole material uses it (`frequency`), capitalised; "General" when it has none."""
@@ -113,5 +116,5 @@ def topic_of(text: str, frequency: Counter[str] | None = None) -> str:
     def weight(word: str) -> tuple[int, int, int, str]:
         return (local[word], min(overall[word], 6), len(word), word)
 
-    best = max(words, key=weight)
+    best = max(words, key=weight)[:MAX_TOPIC_CHARS]
     return best[:1].upper() + best[1:]
