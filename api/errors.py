@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from shared.errors import AppError, RateLimited
 
@@ -72,11 +73,30 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "validation_error", "The request is not valid.", details)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _CODES.get(exc.status_code, "error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-    return error_response(exc.status_code, code, message, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        allow = _documented_methods(request)
+        if allow:
+            headers = {**(headers or {}), "Allow": allow}
+    return error_response(exc.status_code, code, message, headers=headers)
+
+
+def _documented_methods(request: Request) -> str:
+    """Every method the OpenAPI documents for the path. FastAPI has one route per method
+    and Starlette's 405 names only the first route whose path matched."""
+    paths: dict[str, dict[str, Any]] = request.app.openapi().get("paths", {})
+    path = request.url.path
+    if path in paths:  # a fixed path wins over a template it also matches (/x/text, /x/{id})
+        return ", ".join(sorted(method.upper() for method in paths[path]))
+    methods: set[str] = set()
+    for template, operations in paths.items():
+        if compile_path(template)[0].match(path):
+            methods.update(method.upper() for method in operations)
+    return ", ".join(sorted(methods))
 
 
 async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
@@ -119,6 +139,34 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(redis.exceptions.TimeoutError, _redis_down)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)
+
+
+def document_unparsable_bodies(app: FastAPI) -> None:
+    """List 400 on every operation that reads a body: FastAPI answers 400 itself, before
+    validation, when the body cannot be parsed at all (bytes that are not UTF-8 JSON, a
+    broken multipart stream)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for item in schema.get("paths", {}).values():
+                for operation in item.values():
+                    if isinstance(operation, dict) and "requestBody" in operation:
+                        operation["responses"].setdefault(
+                            "400",
+                            {
+                                "description": _CODES[400],
+                                "content": {
+                                    "application/json": {
+                                        "schema": {"$ref": "#/components/schemas/ErrorOut"}
+                                    }
+                                },
+                            },
+                        )
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

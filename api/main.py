@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api.errors import install_error_handlers
+from api.errors import document_unparsable_bodies, install_error_handlers
 from api.fastpath import JobPollFastPath
 from api.middleware import BodySizeLimit
 from api.observability import HttpMetrics, RequestContext
@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for module in modules:
         app.include_router(module.router)
+    document_unparsable_bodies(app)
     return app
 
 

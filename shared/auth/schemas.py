@@ -2,11 +2,25 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
+
+
+# The email validator refuses special-use domains (RFC 6761: .test, .local, .invalid …);
+# the OpenAPI says so, as a pattern JSON Schema can check (no inline flags: any case).
+_SPECIAL_USE = "|".join(map(_any_case, SPECIAL_USE_DOMAIN_NAMES))
+_NOT_SPECIAL_USE = f"^(?!.*[.@]({_SPECIAL_USE})$)"
+
+
 class RegisterIn(BaseModel):
-    email: EmailStr
+    email: EmailStr = Field(
+        description="A deliverable address: special-use domains (.test, .local …) are refused.",
+        json_schema_extra={"pattern": _NOT_SPECIAL_USE},
+    )
     password: str = Field(min_length=8, max_length=128)
     display_name: str | None = Field(default=None, max_length=120)
 
