@@ -133,6 +133,12 @@ async def test_time_zone_setting_moves_the_day(client: httpx.AsyncClient, alice:
 
 
 async def test_progress_validation(client: httpx.AsyncClient, alice: Account) -> None:
-    for query in ("/history?days=0", "/history?days=400", "/history?days=x", "?exam_date=soon"):
+    for query in (
+        "/history?days=0",
+        "/history?days=400",
+        "/history?days=x",
+        "?exam_date=soon",
+        "?exam_date=0",
+    ):
         assert_error(await client.get(f"/api/progress{query}", headers=alice.headers), 422)
     assert_error(await client.get("/api/progress"), 401)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from api.deps import ReadSessionDep, UserId
 from api.errors import responses
+from shared.dates import IsoDate
 from shared.progress import service as progress
 from shared.progress.schemas import ProgressHistory, ProgressOut
 
@@ -20,7 +20,7 @@ async def get_progress(
     user_id: UserId,
     session: ReadSessionDep,
     exam_date: Annotated[
-        dt.date | None,
+        IsoDate | None,
         Query(description="Predict recall on this date (default: my next path's exam date)."),
     ] = None,
 ) -> ProgressOut:

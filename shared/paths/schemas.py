@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.dates import IsoDate
 from shared.jobs.schemas import JobOut
 
 Level = Literal["beginner", "intermediate", "advanced"]
@@ -24,7 +25,7 @@ class PathIn(BaseModel):
     )
     level: Level = "intermediate"
     minutes_per_day: int = Field(default=30, ge=MIN_MINUTES_PER_DAY, le=MAX_MINUTES_PER_DAY)
-    exam_date: date | None = Field(
+    exam_date: IsoDate | None = Field(
         default=None, description="Today or later, in my time zone; enables the plan."
     )
 

@@ -23,14 +23,14 @@ class QuizIn(BaseModel):
         default_factory=list, max_length=100, description="Empty means all of my materials."
     )
     num_questions: int = Field(default=10, ge=1, le=MAX_QUESTIONS)
-    question_types: list[QuestionType] = Field(default_factory=lambda: list(ALL_TYPES))
+    question_types: list[QuestionType] = Field(
+        default_factory=lambda: list(ALL_TYPES), min_length=1, max_length=3
+    )
     difficulty: Difficulty = "medium"
 
     @field_validator("question_types")
     @classmethod
-    def _some_types(cls, value: list[QuestionType]) -> list[QuestionType]:
-        if not value:
-            raise ValueError("name at least one question type")
+    def _each_once(cls, value: list[QuestionType]) -> list[QuestionType]:
         return list(dict.fromkeys(value))
 
     @field_validator("title")
