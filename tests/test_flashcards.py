@@ -184,7 +184,8 @@ async def test_desired_retention_is_a_user_setting(
     client: httpx.AsyncClient, alice: Account, bob: Account
 ) -> None:
     assert (await client.get("/api/me/settings", headers=bob.headers)).json() == {
-        "desired_retention": 0.9
+        "desired_retention": 0.9,
+        "timezone": "UTC",
     }
     for bad in (0.5, 1.0, "high"):
         response = await client.patch(
@@ -194,7 +195,8 @@ async def test_desired_retention_is_a_user_setting(
     updated = await client.patch(
         "/api/me/settings", headers=bob.headers, json={"desired_retention": 0.97}
     )
-    assert updated.status_code == 200 and updated.json() == {"desired_retention": 0.97}
+    assert updated.status_code == 200
+    assert updated.json() == {"desired_retention": 0.97, "timezone": "UTC"}
 
     async def interval_after_goods(account: Account) -> float:
         card_id = (await add_card(client, account, await make_deck(client, account)))["id"]
