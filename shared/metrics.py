@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from shared.clients.llm.base import ProviderError
 from shared.jobs.errors import PermanentJobError, TransientJobError
@@ -61,15 +62,21 @@ async def record_job_duration(
 ) -> None:
     """Add one finished job to the duration histogram. Never raises: metrics must not fail
     a job."""
-    series = f"{kind}|{status}"
     try:
         async with redis.pipeline(transaction=True) as pipe:
-            name = key(namespace, "job_seconds")
-            pipe.hincrby(name, f"{series}|{bucket_index(seconds)}", 1)
-            pipe.hincrbyfloat(name, f"{series}|sum", seconds)
+            queue_job_duration(pipe, namespace, kind, status, seconds)
             await pipe.execute()
     except Exception:
         log.warning("could not record the duration of a %s job", kind, exc_info=True)
+
+
+def queue_job_duration(
+    pipe: Pipeline, namespace: str, kind: str, status: str, seconds: float
+) -> None:
+    """`record_job_duration`'s commands, added to a MULTI/EXEC pipeline the caller runs."""
+    series, name = f"{kind}|{status}", key(namespace, "job_seconds")
+    pipe.hincrby(name, f"{series}|{bucket_index(seconds)}", 1)
+    pipe.hincrbyfloat(name, f"{series}|sum", seconds)
 
 
 def provider_error_labels(exc: BaseException) -> tuple[str, str] | None:

@@ -13,6 +13,7 @@ from shared.clients.llm import LLM, build_embedder, build_llm
 from shared.clients.vectorstore import VectorStore
 from shared.config import Settings
 from shared.db import Database
+from shared.jobs.writer import JobStateWriter
 from shared.storage import ensure_layout
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ class Resources:
     store: VectorStore
     llm: LLM
     _transcriber: AssemblyAITranscriber | None = field(default=None, repr=False)
+    _job_states: JobStateWriter | None = field(default=None, repr=False)
 
     @property
     def transcriber(self) -> AssemblyAITranscriber:
@@ -42,6 +44,13 @@ class Resources:
 
             self._transcriber = build_transcriber(self.settings)
         return self._transcriber
+
+    @property
+    def job_states(self) -> JobStateWriter:
+        """The workers' batched write path for job-state changes (built on first use)."""
+        if self._job_states is None:
+            self._job_states = JobStateWriter(self.settings, self.db, self.redis)
+        return self._job_states
 
     @classmethod
     async def open(cls, settings: Settings, redis: ArqRedis | None = None) -> Resources:
@@ -70,6 +79,8 @@ class Resources:
             await close_embedder()
         if self._transcriber is not None:
             self._transcriber.close()
+        if self._job_states is not None:
+            await self._job_states.close()
         await self.db.dispose()
         if close_redis:
             await self.redis.aclose()

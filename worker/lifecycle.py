@@ -25,14 +25,14 @@ import redis.exceptions
 from arq import Retry
 from arq.constants import in_progress_key_prefix
 from arq.worker import Function, func
-from sqlalchemy import ColumnElement, select
+from redis.asyncio.client import Pipeline
 from sqlalchemy.exc import OperationalError
 
 from shared import metrics
 from shared.jobs import service as jobs
 from shared.jobs.errors import JobCancelled, PermanentJobError, TransientJobError
-from shared.jobs.models import TERMINAL_STATUSES, Job, JobStatus
-from shared.jobs.schemas import JobOut
+from shared.jobs.models import TERMINAL_STATUSES, JobStatus
+from shared.jobs.writer import Change
 from shared.logging import request_id
 from shared.resources import Resources
 
@@ -85,45 +85,34 @@ def backoff_seconds(attempt: int) -> float:
     return float(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
 
 
+def _lease_ms(resources: Resources) -> int:
+    return int(resources.settings.job_lease_seconds * 1000)
+
+
 async def _keep_lease(resources: Resources, job_id: str) -> None:
-    lease_ms = int(resources.settings.job_lease_seconds * 1000)
+    """Renew the lease the claim took (in the claim's announcement pipeline)."""
     while True:
-        await resources.redis.pexpire(in_progress_key_prefix + job_id, lease_ms)
         await asyncio.sleep(resources.settings.job_lease_seconds / 3)
-
-
-async def _transition(
-    resources: Resources,
-    job_id: str,
-    only_from: frozenset[str],
-    where: tuple[ColumnElement[bool], ...],
-    **values: Any,
-) -> jobs.JobState | None:
-    """One short write transaction, then the announcement (after the commit)."""
-    async with resources.db.transaction() as connection:
-        state = await jobs.transition(
-            connection, job_id, only_from=only_from, where=where, **values
-        )
-    if state is not None:
-        await jobs.announce(resources.redis, state)
-    return state
+        await resources.redis.pexpire(in_progress_key_prefix + job_id, _lease_ms(resources))
 
 
 async def _set(resources: Resources, job_id: str, **values: Any) -> jobs.JobState | None:
-    """Update a job this worker is running (no-op once it was cancelled or re-claimed)."""
-    state = await _transition(resources, job_id, RUNNING, (Job.worker == WORKER_ID,), **values)
-    if state is not None and state.job.status in TERMINAL_STATUSES:
-        await _record_duration(resources, state.job)
-    return state
+    """Update a job this worker is running (no-op once it was cancelled or re-claimed).
 
-
-async def _record_duration(resources: Resources, job: JobOut) -> None:
-    """This attempt's run time (claim to finish) in the job-duration histogram."""
-    if job.started_at is None or job.finished_at is None:
-        return
-    seconds = (job.finished_at - job.started_at).total_seconds()
+    The write is batched with the other jobs' changes (shared/jobs/writer.py); the new
+    state is announced after the commit, a final one with its duration for /metrics.
+    """
     namespace = resources.settings.queue_name
-    await metrics.record_job_duration(resources.redis, namespace, job.kind, job.status, seconds)
+
+    def record_duration(pipe: Pipeline, state: jobs.JobState) -> None:
+        job = state.job
+        if job.status in TERMINAL_STATUSES and job.started_at and job.finished_at:
+            seconds = (job.finished_at - job.started_at).total_seconds()
+            metrics.queue_job_duration(pipe, namespace, job.kind, job.status, seconds)
+
+    change = Change(job_id, RUNNING, values, worker=WORKER_ID, after_commit=record_duration)
+    applied = await resources.job_states.apply(change)
+    return None if applied is None else applied.state
 
 
 async def _handle(handler: Handler, run: JobRun) -> dict[str, Any]:
@@ -145,23 +134,27 @@ class _Claimed:
 
 
 async def _claim(resources: Resources, job_id: str, attempt: int) -> _Claimed | None:
-    async with resources.db.transaction() as connection:
-        state = await jobs.transition(
-            connection,
-            job_id,
-            only_from=CLAIMABLE,
-            status=JobStatus.RUNNING,
-            attempts=attempt,
-            worker=WORKER_ID,
-            stage="starting",
-            started_at=datetime.now(UTC),
-            error=None,
-        )
-        if state is None:
-            return None
-        payload = await connection.scalar(select(Job.payload).where(Job.id == job_id))
-    await jobs.announce(resources.redis, state)
-    return _Claimed(job_id, state.job.kind, state.user_id, dict(payload or {}))
+    """queued/running → running by this worker, reading the payload in the same UPDATE;
+    the announcement's pipeline also cuts arq's in-progress key down to the lease."""
+    lease_ms = _lease_ms(resources)
+
+    def take_lease(pipe: Pipeline, _: jobs.JobState) -> None:
+        pipe.pexpire(in_progress_key_prefix + job_id, lease_ms)
+
+    values = {
+        "status": JobStatus.RUNNING,
+        "attempts": attempt,
+        "worker": WORKER_ID,
+        "stage": "starting",
+        "started_at": datetime.now(UTC),
+        "error": None,
+    }
+    change = Change(job_id, CLAIMABLE, values, with_payload=True, after_commit=take_lease)
+    applied = await resources.job_states.apply(change)
+    if applied is None:
+        return None
+    state = applied.state
+    return _Claimed(job_id, state.job.kind, state.user_id, applied.payload or {})
 
 
 async def _fail(
@@ -253,6 +246,13 @@ async def run_job(
     return result
 
 
+_IN_HAND: dict[str, asyncio.Future[dict[str, Any]]] = {}
+"""The jobs this process is running. When Redis was away for longer than the lease, arq
+starts a job again even in the worker that still runs it: that second run waits for the
+first instead of running beside it (two runs of one material delete each other's
+vectors)."""
+
+
 def job_function(
     kind: str,
     handler: Handler,
@@ -263,13 +263,25 @@ def job_function(
 ) -> Function:
     """Register `handler` as the arq function `kind`, wrapped in the lifecycle."""
 
-    async def coroutine(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
+    async def run(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
         # The job's log lines carry the id of the API request that created it.
         token = request_id.set(None)
         try:
             return await run_job(ctx, job_id, handler, on_failure)
         finally:
             request_id.reset(token)
+
+    async def coroutine(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
+        if (running := _IN_HAND.get(job_id)) is not None:
+            log.warning("job %s is already running here; waiting for that run", job_id)
+            return await asyncio.shield(running)
+        task = asyncio.ensure_future(run(ctx, job_id))
+        _IN_HAND[job_id] = task
+        try:
+            return await task
+        finally:
+            if _IN_HAND.get(job_id) is task:
+                del _IN_HAND[job_id]
 
     coroutine.__qualname__ = coroutine.__name__ = kind
     # arq's own try limit is only a backstop: the wrapper fails the row first.

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -39,8 +39,8 @@ from shared.config import Settings
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def _install_sqlite_pragmas(engine: AsyncEngine, *, begin: str) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _install_sqlite_pragmas(engine: Engine, *, begin: str) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
         cursor = dbapi_connection.cursor()
@@ -50,7 +50,7 @@ def _install_sqlite_pragmas(engine: AsyncEngine, *, begin: str) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql(begin)
 
@@ -92,7 +92,21 @@ def _make_engine(settings: Settings, *, sqlite_begin: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "handle_error", _transient_as_operational)
         return engine
     engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-    _install_sqlite_pragmas(engine, begin=sqlite_begin)
+    _install_sqlite_pragmas(engine.sync_engine, begin=sqlite_begin)
+    return engine
+
+
+def blocking_sqlite_engine(settings: Settings) -> Engine:
+    """A blocking (pysqlite) engine on the same SQLite file, set up like the async one
+    (WAL, busy timeout, foreign keys, `BEGIN IMMEDIATE`), for one dedicated writer thread.
+
+    Through aiosqlite every statement, fetch and cursor close is a hop to aiosqlite's
+    thread and back; a whole transaction run in a thread of our own is one hop.
+    """
+    url = make_url(settings.resolved_database_url).set(drivername="sqlite+pysqlite")
+    connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+    engine = create_engine(url, connect_args=connect_args, pool_size=1, max_overflow=0)
+    _install_sqlite_pragmas(engine, begin="BEGIN IMMEDIATE")
     return engine
 
 

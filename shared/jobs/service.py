@@ -19,6 +19,7 @@ import orjson
 from arq.connections import ArqRedis
 from arq.constants import abort_jobs_ss
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from sqlalchemy import ColumnElement, Select, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -163,17 +164,22 @@ async def transition(
 
 async def announce(redis: Redis, state: JobState, *, publish: bool = True) -> None:
     """Store a committed state as the poll snapshot and publish it to SSE listeners."""
-    data = orjson.dumps(state.job.model_dump(mode="json"))
     try:
         async with redis.pipeline(transaction=False) as pipe:
-            final = state.job.status in TERMINAL_STATUSES
-            ttl = FINAL_SNAPSHOT_TTL_S if final else ACTIVE_SNAPSHOT_TTL_S
-            pipe.set(snapshot_key(state.user_id, state.job.id), data, ex=ttl)
-            if publish:
-                pipe.publish(job_events_channel(state.job.id), data)
+            queue_announcement(pipe, state, publish=publish)
             await pipe.execute()
     except Exception:  # the row is the truth; a poll falls back to it
         log.warning("could not announce job %s", state.job.id, exc_info=True)
+
+
+def queue_announcement(pipe: Pipeline, state: JobState, *, publish: bool = True) -> None:
+    """Add `announce`'s commands to a pipeline (to announce several states at once)."""
+    data = orjson.dumps(state.job.model_dump(mode="json"))
+    final = state.job.status in TERMINAL_STATUSES
+    ttl = FINAL_SNAPSHOT_TTL_S if final else ACTIVE_SNAPSHOT_TTL_S
+    pipe.set(snapshot_key(state.user_id, state.job.id), data, ex=ttl)
+    if publish:
+        pipe.publish(job_events_channel(state.job.id), data)
 
 
 async def cancel_job(session: AsyncSession, user_id: str, job_id: str) -> JobState:
