@@ -257,18 +257,26 @@ class WorkerPool:
         self.workers: list[WorkerProcess] = []
 
     def start(self) -> WorkerProcess:
-        log_path = self.log_dir / f"worker-{len(self.workers) + 1}.log"
-        process = subprocess.Popen(
-            [str(BIN / "arq"), "worker.main.WorkerSettings"],
-            cwd=ROOT,
-            env=process_env(self.settings),
-            stdout=log_path.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        worker = WorkerProcess(process, log_path)
-        self.workers.append(worker)
-        self._wait_heartbeat(worker)
-        return worker
+        return self.start_many(1)[0]
+
+    def start_many(self, count: int) -> list[WorkerProcess]:
+        """Start `count` workers at once, then wait until each heartbeats."""
+        started = []
+        for _ in range(count):
+            log_path = self.log_dir / f"worker-{len(self.workers) + 1}.log"
+            process = subprocess.Popen(
+                [str(BIN / "arq"), "worker.main.WorkerSettings"],
+                cwd=ROOT,
+                env=process_env(self.settings),
+                stdout=log_path.open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+            worker = WorkerProcess(process, log_path)
+            self.workers.append(worker)
+            started.append(worker)
+        for worker in started:
+            self._wait_heartbeat(worker)
+        return started
 
     def _wait_heartbeat(self, worker: WorkerProcess, timeout: float = 60.0) -> None:
         client = redis.Redis.from_url(self.settings.redis_url)

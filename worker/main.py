@@ -20,7 +20,8 @@ from shared.logging import configure_logging
 from shared.materials.service import PROCESS_MATERIAL
 from shared.paths.service import GENERATE_PATH
 from shared.quizzes.service import GENERATE_QUIZ
-from shared.resources import Resources, redis_settings
+from shared.redis_retry import worker_redis_settings
+from shared.resources import Resources
 from worker.lifecycle import WORKER_ID, job_function
 from worker.tasks import backups, flashcards, materials, paths, quizzes
 from worker.tasks.maintenance import reap_jobs
@@ -94,7 +95,7 @@ class WorkerSettings:
     ]
     on_startup = startup
     on_shutdown = shutdown
-    redis_settings: ClassVar[RedisSettings] = redis_settings(settings)
+    redis_settings: ClassVar[RedisSettings] = worker_redis_settings(settings.redis_url)
     queue_name = settings.queue_name
     max_jobs = settings.worker_max_jobs
     job_timeout = settings.job_timeout_seconds

@@ -98,10 +98,14 @@ class VectorStore:
             async with self._write_turn():
                 await collection.upsert(ids=ids, embeddings=vectors, metadatas=list(metadatas))
 
-    async def delete_material(self, material_id: str) -> None:
+    async def delete_material(self, material_id: str, *, from_position: int = 0) -> None:
+        """Delete the material's vectors, or only those at `from_position` and after."""
+        where: dict[str, Any] = {"material_id": material_id}
+        if from_position:
+            where = {"$and": [where, {"position": {"$gte": from_position}}]}
         collection = await self._collection()
         async with self._write_turn():
-            await collection.delete(where={"material_id": material_id})
+            await collection.delete(where=where)
 
     async def delete_owner(self, user_id: str) -> None:
         """Delete a user's vectors from every collection, earlier embedding models' too."""

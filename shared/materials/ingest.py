@@ -58,7 +58,9 @@ async def embed_and_index(
         )
         for position, draft in enumerate(drafts)
     ]
-    await store.delete_material(material_id)
+    # Upsert over what an earlier run left, then drop its extra chunks; never delete and
+    # re-add an id: Chroma 1.5 can leave such a vector unreachable by query (get still
+    # returns it; chroma-core/chroma#7758), so a re-run would lose passages from search.
     total = len(chunks)
     for start in range(0, total, EMBED_BATCH):
         batch = chunks[start : start + EMBED_BATCH]
@@ -73,4 +75,5 @@ async def embed_and_index(
         )
         done = start + len(batch)
         await progress(20 + int(75 * done / total), f"embedding {done}/{total} chunks")
+    await store.delete_material(material_id, from_position=total)
     return IndexedMaterial(chunks=chunks, embedding_model=embedder.model_id)

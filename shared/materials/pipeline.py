@@ -27,8 +27,8 @@ async def process_material(
 ) -> dict[str, Any]:
     """Acquire, extract, chunk, embed and index a material, then mark it ready.
 
-    Safe to run twice: chunk ids are deterministic, vectors are upserted after the old ones
-    are deleted, and chunk rows are replaced in one transaction.
+    Safe to run twice: chunk ids are deterministic, vectors are upserted over the old ones
+    (those past the new last chunk deleted), and chunk rows are replaced in one transaction.
     """
     settings = resources.settings
     material = await _load(resources, str(payload["material_id"]), user_id)
