@@ -34,14 +34,13 @@ router = APIRouter(prefix="/api/materials", tags=["materials"])
     dependencies=[Depends(limit_uploads)],
 )
 async def create_text_material(
-    data: TextMaterialIn, user_id: UserId, session: SessionDep, resources: ResourcesDep
+    data: TextMaterialIn, user_id: UserId, resources: ResourcesDep
 ) -> MaterialCreated:
     """Store a note; a `process_material` job makes it searchable. Poll the job."""
-    material, job = await materials.create_text_material(session, resources.settings, user_id, data)
-    await jobs.commit_and_enqueue(session, resources.redis)
-    return MaterialCreated(
-        material=MaterialOut.model_validate(material), job=JobOut.model_validate(job)
+    material, job = await materials.create_text_material(
+        resources.job_states, resources.settings, user_id, data
     )
+    return MaterialCreated(material=material, job=job.job)
 
 
 MAX_FILES_PER_UPLOAD = 20

@@ -17,13 +17,16 @@ from typing import Any
 
 import orjson
 from arq.connections import ArqRedis
-from arq.constants import abort_jobs_ss
+from arq.constants import abort_jobs_ss, expires_extra_ms, job_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from sqlalchemy import ColumnElement, Select, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.errors import Conflict, NotFound
+from shared.ids import new_id
 from shared.jobs.channels import job_events_channel
 from shared.jobs.models import TERMINAL_STATUSES, Job, JobStatus
 from shared.jobs.schemas import JobOut
@@ -53,19 +56,23 @@ def snapshot_key(user_id: str, job_id: str) -> str:
     return f"brainwave:job:{user_id}:{job_id}"
 
 
+def _with_request_id(payload: dict[str, Any]) -> dict[str, Any]:
+    if (current := request_id.get()) is not None:
+        payload = {**payload, "request_id": current}
+    return payload
+
+
 def create_job(session: AsyncSession, user_id: str, kind: str, payload: dict[str, Any]) -> Job:
     """Add a queued job; it is handed to the workers by `commit_and_enqueue`, never before.
 
     The payload keeps the id of the request that asked for the job (when there is one),
     so the worker's log lines for it can be found with the request's.
     """
-    if (current := request_id.get()) is not None:
-        payload = {**payload, "request_id": current}
     now = datetime.now(UTC)
     job = Job(
         user_id=user_id,
         kind=kind,
-        payload=payload,
+        payload=_with_request_id(payload),
         status=JobStatus.QUEUED,
         progress=0,
         stage="queued",
@@ -76,6 +83,31 @@ def create_job(session: AsyncSession, user_id: str, kind: str, payload: dict[str
     session.add(job)
     session.info.setdefault(_PENDING_ENQUEUES, []).append(job)
     return job
+
+
+def new_job_row(
+    user_id: str, kind: str, payload: dict[str, Any], now: datetime
+) -> tuple[dict[str, Any], JobState]:
+    """A queued job as a `jobs` row (for a Core insert: `JobStateWriter.insert` enqueues it
+    once the insert committed, never before) and its state."""
+    row: dict[str, Any] = {
+        "id": new_id(),
+        "user_id": user_id,
+        "kind": kind,
+        "status": JobStatus.QUEUED,
+        "progress": 0,
+        "stage": "queued",
+        "error": None,
+        "payload": _with_request_id(payload),
+        "result": None,
+        "attempts": 0,
+        "worker": None,
+        "started_at": None,
+        "finished_at": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    return row, JobState(user_id, JobOut.model_validate(row))
 
 
 async def commit_and_enqueue(session: AsyncSession, queue: ArqRedis) -> None:
@@ -96,6 +128,17 @@ def discard_pending(session: AsyncSession) -> None:
 
 async def enqueue(queue: ArqRedis, kind: str, job_id: str) -> None:
     await queue.enqueue_job(kind, job_id, _job_id=job_id)
+
+
+def queue_enqueue(pipe: Pipeline, queue_name: str, kind: str, job_id: str) -> None:
+    """`enqueue` as commands of a pipeline, for a job id that arq cannot know yet (a new
+    row's): arq's own WATCH + EXISTS check for a duplicate id (two round trips) is skipped;
+    the job is stored and queued as `ArqRedis.enqueue_job` stores it (default serializer,
+    expiring a day after it was enqueued)."""
+    now = timestamp_ms()
+    job = serialize_job(kind, (job_id,), {}, None, now)
+    pipe.psetex(job_key_prefix + job_id, expires_extra_ms, job)
+    pipe.zadd(queue_name, {job_id: now})
 
 
 def _owned(user_id: str, job_id: str) -> Select[Any]:

@@ -34,21 +34,27 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from sqlalchemy import Engine, RowMapping, Update, bindparam, update
+from sqlalchemy import Engine, Insert, RowMapping, Table, Update, bindparam, insert, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 
 from shared.config import Settings
 from shared.db import Database
-from shared.db.engine import blocking_sqlite_engine
+from shared.db.engine import SQLITE_BUSY_TIMEOUT_MS, blocking_sqlite_engine
 from shared.jobs.models import Job
 from shared.jobs.schemas import JobOut
-from shared.jobs.service import JOB_COLUMNS, JobState, queue_announcement
+from shared.jobs.service import JOB_COLUMNS, JobState, queue_announcement, queue_enqueue
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 256
+INLINE_MAX_STATEMENTS = 8
+"""SQLite: a batch up to this size runs on the event loop when the write lock is free (it
+takes less than the hop to the writer's thread); a larger one runs in the thread, where
+SQLite releases the GIL and the loop goes on serving."""
 AfterCommit = Callable[[Pipeline, JobState], None]
 _Shape = tuple[tuple[str, ...], tuple[str, ...], bool, bool]
-_Prepared = tuple[Update, dict[str, Any]]
+_Prepared = tuple[Update | Insert, dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,16 @@ class Change:
 
 
 @dataclass(frozen=True, slots=True)
+class NewRows:
+    """Rows to insert together, all or none (e.g. a material and its queued job). After the
+    commit, `jobs` (the new jobs' states) are stored as poll snapshots and enqueued, in the
+    batch's announcement pipeline; if that fails, the reaper enqueues them later."""
+
+    rows: tuple[tuple[Table, dict[str, Any]], ...]
+    jobs: tuple[JobState, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Applied:
     state: JobState
     payload: dict[str, Any] | None
@@ -72,11 +88,12 @@ class Applied:
 
 @dataclass(slots=True)
 class _Pending:
-    change: Change
+    item: Change | NewRows
     future: asyncio.Future[Applied | None]
 
 
 _STATEMENTS: dict[_Shape, Update] = {}
+_INSERTS: dict[Table, Insert] = {}
 
 
 def _statement(shape: _Shape) -> Update:
@@ -113,6 +130,19 @@ def _prepare(change: Change, now: datetime) -> _Prepared:
     return _statement(shape), params
 
 
+def _insert(table: Table) -> Insert:
+    statement = _INSERTS.get(table)
+    if statement is None:
+        statement = _INSERTS[table] = insert(table)
+    return statement
+
+
+def _order_key(item: Change | NewRows) -> tuple[int, str]:
+    # Inserts first, then changes by job id: concurrent batches lock rows in the same
+    # order (PostgreSQL).
+    return (1, item.job_id) if isinstance(item, Change) else (0, "")
+
+
 def _applied(row: RowMapping | None, change: Change) -> Applied | None:
     if row is None:
         return None
@@ -120,8 +150,18 @@ def _applied(row: RowMapping | None, change: Change) -> Applied | None:
     return Applied(JobState(row["user_id"], JobOut.model_validate(row)), payload)
 
 
+def _execute(connection: Connection, batch: Sequence[_Prepared]) -> list[RowMapping | None]:
+    rows: list[RowMapping | None] = []
+    for statement, params in batch:
+        result = connection.execute(statement, params)
+        rows.append(result.mappings().first() if result.returns_rows else None)
+    return rows
+
+
 class _BlockingSqlite:
-    """Runs a batch on a blocking SQLite connection in one thread of its own."""
+    """Runs a batch on a blocking SQLite connection: a small one on the event loop when the
+    write lock is free (`BEGIN IMMEDIATE` with no busy wait succeeds; the batch then takes
+    well under a millisecond), else in one thread of its own that waits for the lock."""
 
     def __init__(self, settings: Settings) -> None:
         self._engine: Engine = blocking_sqlite_engine(settings)
@@ -129,9 +169,27 @@ class _BlockingSqlite:
 
     def _run(self, batch: Sequence[_Prepared]) -> list[RowMapping | None]:
         with self._engine.begin() as connection:
-            return [connection.execute(s, p).mappings().first() for s, p in batch]
+            return _execute(connection, batch)
+
+    def _run_if_free(self, batch: Sequence[_Prepared]) -> list[RowMapping | None] | None:
+        with self._engine.connect() as connection:
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            driver.execute("PRAGMA busy_timeout=0")
+            try:
+                transaction = connection.begin()  # BEGIN IMMEDIATE
+            except OperationalError:  # another process holds the write lock
+                return None
+            finally:
+                driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            with transaction:
+                return _execute(connection, batch)
 
     async def run(self, batch: Sequence[_Prepared]) -> list[RowMapping | None]:
+        if len(batch) <= INLINE_MAX_STATEMENTS:
+            rows = self._run_if_free(batch)
+            if rows is not None:
+                return rows
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self._run, batch)
 
@@ -148,8 +206,12 @@ class _AsyncEngine:
         self._db = db
 
     async def run(self, batch: Sequence[_Prepared]) -> list[RowMapping | None]:
+        rows: list[RowMapping | None] = []
         async with self._db.transaction() as connection:
-            return [(await connection.execute(s, p)).mappings().first() for s, p in batch]
+            for statement, params in batch:
+                result = await connection.execute(statement, params)
+                rows.append(result.mappings().first() if result.returns_rows else None)
+        return rows
 
     async def close(self) -> None:
         return None
@@ -157,20 +219,32 @@ class _AsyncEngine:
 
 @dataclass(slots=True)
 class JobStateWriter:
-    """Applies job-state changes in batches; one per process, used from one event loop."""
+    """Applies job-state changes (and inserts new rows) in batches; one per process, used
+    from one event loop. Commits are serial; a batch's announcement runs while the next
+    batch commits (announcements stay in commit order), and a change's `apply` returns
+    once its state is announced."""
 
     settings: Settings
     db: Database
     redis: Redis
     _pending: list[_Pending] = field(default_factory=list)
     _flusher: asyncio.Task[None] | None = None
+    _announcing: asyncio.Task[None] | None = None
     _runner: _BlockingSqlite | _AsyncEngine | None = None
 
     async def apply(self, change: Change) -> Applied | None:
         """Apply one change (with whatever else is waiting), announce it; None if it did not
         apply (the job was no longer in one of `only_from`, or held by another worker)."""
+        return await self._submit(change)
+
+    async def insert(self, rows: NewRows) -> None:
+        """Insert rows in the next batch's transaction (their own if the batch fails on a
+        row: one request's bad value never fails another's), announce the new jobs."""
+        await self._submit(rows)
+
+    async def _submit(self, item: Change | NewRows) -> Applied | None:
         future: asyncio.Future[Applied | None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(change, future))
+        self._pending.append(_Pending(item, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         return await future
@@ -178,6 +252,8 @@ class JobStateWriter:
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
+        if self._announcing is not None:
+            await asyncio.gather(self._announcing, return_exceptions=True)
         if self._runner is not None:
             await self._runner.close()
             self._runner = None
@@ -193,43 +269,96 @@ class JobStateWriter:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             try:
                 results = await self._commit(batch)
-            except Exception as exc:
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
+            except OperationalError as exc:  # locked, connection lost: the same for all
+                _fail(batch, exc)
                 continue
+            except Exception as exc:
+                if len(batch) == 1:
+                    _fail(batch, exc)
+                    continue
+                batch, results = await self._one_by_one(batch)
             except BaseException:  # cancelled (the loop is closing): so are the waiters
                 for item in [*batch, *self._pending]:
                     item.future.cancel()
                 self._pending.clear()
                 raise
-            await self._announce(batch, results)
+            previous = self._announcing
+            self._announcing = asyncio.create_task(self._announce(previous, batch, results))
+
+    async def _one_by_one(
+        self, batch: list[_Pending]
+    ) -> tuple[list[_Pending], list[Applied | None]]:
+        """After a batch failed on one of its items: each item in a transaction of its own."""
+        done: list[_Pending] = []
+        results: list[Applied | None] = []
+        for item in batch:
+            try:
+                (result,) = await self._commit([item])
+            except Exception as exc:
+                _fail([item], exc)
+                continue
+            done.append(item)
+            results.append(result)
+        return done, results
+
+    async def _commit(self, batch: list[_Pending]) -> list[Applied | None]:
+        now = datetime.now(UTC)
+        prepared: list[_Prepared] = []
+        starts: list[tuple[int, int]] = []
+        for i in sorted(range(len(batch)), key=lambda i: _order_key(batch[i].item)):
+            item = batch[i].item
+            starts.append((i, len(prepared)))
+            if isinstance(item, Change):
+                prepared.append(_prepare(item, now))
+            else:
+                prepared.extend((_insert(table), row) for table, row in item.rows)
+        rows = await self._get_runner().run(prepared)
+        results: list[Applied | None] = [None] * len(batch)
+        for i, start in starts:
+            item = batch[i].item
+            if isinstance(item, Change):
+                results[i] = _applied(rows[start], item)
+        return results
+
+    async def _announce(
+        self,
+        previous: asyncio.Task[None] | None,
+        batch: list[_Pending],
+        results: list[Applied | None],
+    ) -> None:
+        """Announce a committed batch (after the previous batch's announcement: a job's
+        older state never overwrites a newer one), then hand the results to the waiters."""
+        try:
+            if previous is not None:
+                await asyncio.wait([previous])
+            await self._send(batch, results)
+        finally:
             for item, result in zip(batch, results, strict=True):
                 if not item.future.done():
                     item.future.set_result(result)
 
-    async def _commit(self, batch: list[_Pending]) -> list[Applied | None]:
-        now = datetime.now(UTC)
-        # A stable order by id: concurrent batches lock rows in the same order (PostgreSQL).
-        order = sorted(range(len(batch)), key=lambda i: batch[i].change.job_id)
-        prepared = [_prepare(batch[i].change, now) for i in order]
-        rows = await self._get_runner().run(prepared)
-        results: list[Applied | None] = [None] * len(batch)
-        for i, row in zip(order, rows, strict=True):
-            results[i] = _applied(row, batch[i].change)
-        return results
-
-    async def _announce(self, batch: list[_Pending], results: list[Applied | None]) -> None:
-        if not any(results):
-            return
+    async def _send(self, batch: list[_Pending], results: list[Applied | None]) -> None:
+        queue_name = self.settings.queue_name
         try:
             # MULTI/EXEC, as metrics' histogram wants (a bucket and its sum together).
             async with self.redis.pipeline(transaction=True) as pipe:
-                for item, result in zip(batch, results, strict=True):
-                    if result is not None:
+                for pending, result in zip(batch, results, strict=True):
+                    item = pending.item
+                    if isinstance(item, NewRows):
+                        for state in item.jobs:
+                            queue_announcement(pipe, state, publish=False)
+                            queue_enqueue(pipe, queue_name, state.job.kind, state.job.id)
+                    elif result is not None:
                         queue_announcement(pipe, result.state)
-                        if item.change.after_commit is not None:
-                            item.change.after_commit(pipe, result.state)
-                await pipe.execute()
+                        if item.after_commit is not None:
+                            item.after_commit(pipe, result.state)
+                if len(pipe):
+                    await pipe.execute()
         except Exception:  # the rows are the truth; a poll falls back to them
             log.warning("could not announce %d job changes", len(batch), exc_info=True)
+
+
+def _fail(batch: list[_Pending], exc: BaseException) -> None:
+    for item in batch:
+        if not item.future.done():
+            item.future.set_exception(exc)

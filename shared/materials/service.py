@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,10 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.clients.vectorstore import VectorStore
 from shared.config import Settings
 from shared.errors import InvalidInput, NotFound
+from shared.ids import new_id
 from shared.jobs import service as jobs
 from shared.jobs.models import Job
+from shared.jobs.service import JobState
+from shared.jobs.writer import JobStateWriter, NewRows
 from shared.materials.models import Chunk, Material, MaterialStatus
-from shared.materials.schemas import TextMaterialIn
+from shared.materials.schemas import MaterialOut, TextMaterialIn
 from shared.pagination import Page, newest_first, page_of
 
 log = logging.getLogger(__name__)
@@ -41,26 +46,45 @@ def material_file(settings: Settings, relative: str) -> Path:
 
 
 async def create_text_material(
-    session: AsyncSession, settings: Settings, user_id: str, data: TextMaterialIn
-) -> tuple[Material, Job]:
-    material = Material(
-        user_id=user_id,
-        title=data.title.strip(),
-        kind="text",
-        source="text",
-        acquisition="text",
-        status=MaterialStatus.PENDING,
-    )
-    session.add(material)
-    await session.flush()
-    relative = f"uploads/documents/{material.id}.txt"
+    writer: JobStateWriter, settings: Settings, user_id: str, data: TextMaterialIn
+) -> tuple[MaterialOut, JobState]:
+    """The note's file first, then the material and its job in one insert, group-committed
+    with other requests' by the process's writer, which then enqueues the job."""
+    now = datetime.now(UTC)
+    material_id = new_id()
+    relative = f"uploads/documents/{material_id}.txt"
     path = material_file(settings, relative)
     await asyncio.to_thread(path.write_text, data.text, encoding="utf-8")
-    material.file_path = relative
-    job = jobs.create_job(session, user_id, PROCESS_MATERIAL, {"material_id": material.id})
-    await session.flush()
-    material.job_id = job.id
-    return material, job
+    job, state = jobs.new_job_row(user_id, PROCESS_MATERIAL, {"material_id": material_id}, now)
+    material: dict[str, Any] = {
+        "id": material_id,
+        "user_id": user_id,
+        "title": data.title.strip(),
+        "kind": "text",
+        "source": "text",
+        "source_ref": None,
+        "acquisition": "text",
+        "original_filename": None,
+        "byte_size": None,
+        "file_path": relative,
+        "status": MaterialStatus.PENDING,
+        "error": None,
+        "job_id": job["id"],
+        "embedding_model": None,
+        "char_count": 0,
+        "chunk_count": 0,
+        "page_count": None,
+        "duration_s": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    try:
+        rows = ((Material.__table__, material), (Job.__table__, job))
+        await writer.insert(NewRows(rows, jobs=(state,)))  # type: ignore[arg-type]
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return MaterialOut.model_validate(material), state
 
 
 async def get_material(session: AsyncSession, user_id: str, material_id: str) -> Material:
