@@ -15,11 +15,18 @@ same process held the write lock. That capped no-op jobs near 70/s. Here:
 - On SQLite the whole batch runs in one dedicated thread on a blocking connection
   (one thread hop per batch); on PostgreSQL it runs on the async engine (asyncpg).
 - After the commit, every changed job is announced (snapshot + SSE event, and whatever
-  the caller adds: the lease, the duration histogram) in one Redis pipeline.
+  the caller adds: the lease, the duration histogram) in one Redis pipeline. The next
+  commit does not wait for it, and the batches committed meanwhile are announced
+  together, in commit order, in the next pipeline: with small batches (jobs start one by
+  one), Redis round trips and socket writes, not SQLite, were the writer's cost.
+- New rows (the API's text note: a material and its job) go through the same batches;
+  their jobs are announced and enqueued in that pipeline, never before the commit.
 
 The guarantees are those of `service.transition`: a change applies only if the job's
 status (and, when given, its worker) still matches, and only committed states are
-announced. A failed commit fails every change of the batch with the same error.
+announced; `apply` returns once its change is announced. A failed commit fails every
+change of the batch with the same error, except a batch refused for one item's data
+(not `OperationalError`): its items are then retried one transaction each.
 """
 
 from __future__ import annotations
@@ -34,13 +41,24 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from sqlalchemy import Engine, Insert, RowMapping, Table, Update, bindparam, insert, update
+from sqlalchemy import (
+    Engine,
+    Insert,
+    RowMapping,
+    Table,
+    Update,
+    bindparam,
+    insert,
+    literal,
+    or_,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
 from shared.config import Settings
 from shared.db import Database
-from shared.db.engine import SQLITE_BUSY_TIMEOUT_MS, blocking_sqlite_engine
+from shared.db.engine import blocking_sqlite_engine
 from shared.jobs.models import Job
 from shared.jobs.schemas import JobOut
 from shared.jobs.service import JOB_COLUMNS, JobState, queue_announcement, queue_enqueue
@@ -48,10 +66,6 @@ from shared.jobs.service import JOB_COLUMNS, JobState, queue_announcement, queue
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 256
-INLINE_MAX_STATEMENTS = 8
-"""SQLite: a batch up to this size runs on the event loop when the write lock is free (it
-takes less than the hop to the writer's thread); a larger one runs in the thread, where
-SQLite releases the GIL and the loop goes on serving."""
 AfterCommit = Callable[[Pipeline, JobState], None]
 _Shape = tuple[tuple[str, ...], tuple[str, ...], bool, bool]
 _Prepared = tuple[Update | Insert, dict[str, Any]]
@@ -101,7 +115,10 @@ def _statement(shape: _Shape) -> Update:
     statement = _STATEMENTS.get(shape)
     if statement is None:
         columns, statuses, by_worker, with_payload = shape
-        where = [Job.id == bindparam("job_id"), Job.status.in_(statuses)]
+        # `status IN (…)` with the statuses as plain bound values: an expanding IN would be
+        # re-rendered on every execution.
+        in_statuses = or_(*(Job.status == literal(status) for status in statuses))
+        where = [Job.id == bindparam("job_id"), in_statuses]
         if by_worker:
             where.append(Job.worker == bindparam("held_by"))
         returning = (Job.user_id, *JOB_COLUMNS, *((Job.payload,) if with_payload else ()))
@@ -159,9 +176,7 @@ def _execute(connection: Connection, batch: Sequence[_Prepared]) -> list[RowMapp
 
 
 class _BlockingSqlite:
-    """Runs a batch on a blocking SQLite connection: a small one on the event loop when the
-    write lock is free (`BEGIN IMMEDIATE` with no busy wait succeeds; the batch then takes
-    well under a millisecond), else in one thread of its own that waits for the lock."""
+    """Runs a batch on a blocking SQLite connection in one thread of its own."""
 
     def __init__(self, settings: Settings) -> None:
         self._engine: Engine = blocking_sqlite_engine(settings)
@@ -171,25 +186,7 @@ class _BlockingSqlite:
         with self._engine.begin() as connection:
             return _execute(connection, batch)
 
-    def _run_if_free(self, batch: Sequence[_Prepared]) -> list[RowMapping | None] | None:
-        with self._engine.connect() as connection:
-            driver = connection.connection.driver_connection
-            assert driver is not None
-            driver.execute("PRAGMA busy_timeout=0")
-            try:
-                transaction = connection.begin()  # BEGIN IMMEDIATE
-            except OperationalError:  # another process holds the write lock
-                return None
-            finally:
-                driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            with transaction:
-                return _execute(connection, batch)
-
     async def run(self, batch: Sequence[_Prepared]) -> list[RowMapping | None]:
-        if len(batch) <= INLINE_MAX_STATEMENTS:
-            rows = self._run_if_free(batch)
-            if rows is not None:
-                return rows
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self._run, batch)
 
@@ -229,6 +226,7 @@ class JobStateWriter:
     redis: Redis
     _pending: list[_Pending] = field(default_factory=list)
     _flusher: asyncio.Task[None] | None = None
+    _unannounced: list[tuple[list[_Pending], list[Applied | None]]] = field(default_factory=list)
     _announcing: asyncio.Task[None] | None = None
     _runner: _BlockingSqlite | _AsyncEngine | None = None
 
@@ -282,8 +280,9 @@ class JobStateWriter:
                     item.future.cancel()
                 self._pending.clear()
                 raise
-            previous = self._announcing
-            self._announcing = asyncio.create_task(self._announce(previous, batch, results))
+            self._unannounced.append((batch, results))
+            if self._announcing is None or self._announcing.done():
+                self._announcing = asyncio.create_task(self._announce())
 
     async def _one_by_one(
         self, batch: list[_Pending]
@@ -320,22 +319,20 @@ class JobStateWriter:
                 results[i] = _applied(rows[start], item)
         return results
 
-    async def _announce(
-        self,
-        previous: asyncio.Task[None] | None,
-        batch: list[_Pending],
-        results: list[Applied | None],
-    ) -> None:
-        """Announce a committed batch (after the previous batch's announcement: a job's
-        older state never overwrites a newer one), then hand the results to the waiters."""
-        try:
-            if previous is not None:
-                await asyncio.wait([previous])
-            await self._send(batch, results)
-        finally:
-            for item, result in zip(batch, results, strict=True):
-                if not item.future.done():
-                    item.future.set_result(result)
+    async def _announce(self) -> None:
+        """Announce committed batches in commit order (a job's older state never overwrites
+        a newer one): all those committed while the previous announcement was in flight go
+        in one pipeline. Then hand the results to the waiters."""
+        while self._unannounced:
+            done, self._unannounced = self._unannounced, []
+            batch = [item for items, _ in done for item in items]
+            results = [result for _, results in done for result in results]
+            try:
+                await self._send(batch, results)
+            finally:
+                for item, result in zip(batch, results, strict=True):
+                    if not item.future.done():
+                        item.future.set_result(result)
 
     async def _send(self, batch: list[_Pending], results: list[Applied | None]) -> None:
         queue_name = self.settings.queue_name
