@@ -14,8 +14,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from shared.materials.passages import StudyChunk
 from shared.paths import guidance
-from shared.paths.drafts import PathChunk
 from shared.paths.models import LearningPath, PathModule
 from shared.paths.offline import build_modules
 from shared.paths.service import next_exam_date
@@ -251,9 +251,9 @@ async def test_another_users_path_answers_404(
 
 def test_long_sections_split_at_the_budget_in_reading_order() -> None:
     sentence = "Mitochondria release energy from glucose during cellular respiration. "
-    chunks = [PathChunk(f"c{n}", "m1", "Bio", "Cells", sentence * 25) for n in range(6)]
+    chunks = [StudyChunk(f"c{n}", "m1", "Bio", "Cells", sentence * 25) for n in range(6)]
     chunks.append(
-        PathChunk("c6", "m1", "Bio", None, "Enzymes are proteins that speed up reactions.")
+        StudyChunk("c6", "m1", "Bio", None, "Enzymes are proteins that speed up reactions.")
     )
     modules = build_modules(chunks, "beginner", 5)  # a beginner's 5 minutes: 500 words
     assert modules == build_modules(chunks, "beginner", 5)

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.quizzes.drafts import SourceText
+from shared.materials.passages import StudyChunk
 from shared.quizzes.grading import choice, short_answer_matches, truth
 from shared.quizzes.offline import build_questions
 from tests.conftest import Account, assert_error, wait_job
@@ -244,8 +244,10 @@ async def test_material_without_sentences_fails_the_quiz_clearly(
 # ---------------------------------------------------------------- offline generator, grading
 
 SOURCES = [
-    SourceText("c1", "m1", "Biology", NOTES.split("# Photosynthesis")[0]),
-    SourceText("c2", "m1", "Biology", "# Photosynthesis" + NOTES.split("# Photosynthesis")[1]),
+    StudyChunk("c1", "m1", "Biology", None, NOTES.split("# Photosynthesis")[0]),
+    StudyChunk(
+        "c2", "m1", "Biology", None, "# Photosynthesis" + NOTES.split("# Photosynthesis")[1]
+    ),
 ]
 
 

@@ -9,30 +9,10 @@ from sqlalchemy import select
 from shared.flashcards.generate import Passage, build_cards
 from shared.flashcards.models import Card, Deck
 from shared.flashcards.service import new_cards
-from shared.jobs.errors import JobCancelled, PermanentJobError, TransientJobError
+from shared.jobs.errors import JobCancelled, PermanentJobError
 from shared.materials.ingest import Progress
-from shared.materials.models import Chunk, Material, MaterialStatus
+from shared.materials.passages import ready_chunks
 from shared.resources import Resources
-
-MAX_PASSAGES = 5000
-
-
-async def _passages(resources: Resources, deck: Deck) -> list[Passage]:
-    async with resources.db.read_session() as session:
-        query = select(Material.id, Material.status).where(Material.user_id == deck.user_id)
-        if deck.material_ids:
-            query = query.where(Material.id.in_(deck.material_ids))
-        materials = (await session.execute(query.order_by(Material.id))).all()
-        if any(s in (MaterialStatus.PENDING, MaterialStatus.PROCESSING) for _, s in materials):
-            raise TransientJobError("Waiting for the materials to finish processing.")
-        ready = [m for m, s in materials if s == MaterialStatus.READY]
-        rows = await session.execute(
-            select(Chunk.id, Chunk.material_id, Chunk.text)
-            .where(Chunk.material_id.in_(ready), Chunk.user_id == deck.user_id)
-            .order_by(Chunk.material_id, Chunk.position)
-            .limit(MAX_PASSAGES)
-        )
-        return [Passage(chunk_id=r.id, material_id=r.material_id, text=r.text) for r in rows]
 
 
 async def generate_deck(
@@ -48,7 +28,8 @@ async def generate_deck(
     if deck is None or deck.user_id != user_id:
         raise JobCancelled("The deck was deleted.")
     await progress(10, "reading the materials")
-    passages = await _passages(resources, deck)
+    chunks = await ready_chunks(resources.db, deck.user_id, deck.material_ids)
+    passages = [Passage(c.chunk_id, c.material_id, c.text) for c in chunks]
     drafts = build_cards(passages, int(payload.get("count", 20)))
     if not drafts:
         raise PermanentJobError(

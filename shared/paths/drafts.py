@@ -6,17 +6,6 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
-class PathChunk:
-    """A chunk of the learner's material, in reading order, with what places it."""
-
-    chunk_id: str
-    material_id: str
-    title: str  # the material's
-    heading: str | None
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
 class ModuleDraft:
     title: str
     objectives: list[str]

@@ -24,7 +24,8 @@ from collections import Counter
 from collections.abc import Sequence
 
 from shared.materials.keyterms import definition, key_term, sentences, term_frequency, topic_of
-from shared.paths.drafts import ModuleDraft, PathChunk
+from shared.materials.passages import StudyChunk
+from shared.paths.drafts import ModuleDraft
 
 WORDS_PER_MINUTE = 200
 PRACTICE_SHARE = {"beginner": 1.0, "intermediate": 0.75, "advanced": 0.5}
@@ -49,8 +50,8 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
-def _groups(chunks: Sequence[PathChunk], budget: int) -> list[list[PathChunk]]:
-    groups: list[list[PathChunk]] = []
+def _groups(chunks: Sequence[StudyChunk], budget: int) -> list[list[StudyChunk]]:
+    groups: list[list[StudyChunk]] = []
     words = 0
     for chunk in chunks:
         last = groups[-1][-1] if groups else None
@@ -89,7 +90,7 @@ def objectives(texts: Sequence[str], frequency: Counter[str], count: int) -> lis
     return out[:count]
 
 
-def _title(group: list[PathChunk], part: int, frequency: Counter[str]) -> str:
+def _title(group: list[StudyChunk], part: int, frequency: Counter[str]) -> str:
     heading = group[0].heading
     if heading is None:
         return topic_of(" ".join(c.text for c in group), frequency)[:200]
@@ -97,13 +98,13 @@ def _title(group: list[PathChunk], part: int, frequency: Counter[str]) -> str:
 
 
 def build_modules(
-    chunks: Sequence[PathChunk], level: str, minutes_per_day: int
+    chunks: Sequence[StudyChunk], level: str, minutes_per_day: int
 ) -> list[ModuleDraft]:
     """Modules in reading order; every chunk belongs to exactly one."""
     frequency = term_frequency(c.text for c in chunks)
     drafts: list[ModuleDraft] = []
     part = 0
-    previous: PathChunk | None = None
+    previous: StudyChunk | None = None
     for group in _groups(chunks, word_budget(level, minutes_per_day)):
         first = group[0]
         continues = previous is not None and (previous.material_id, previous.heading) == (

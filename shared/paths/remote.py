@@ -19,7 +19,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from shared.clients.llm.base import LLM, JsonRequest
 from shared.materials.keyterms import topic_of
-from shared.paths.drafts import ModuleDraft, PathChunk
+from shared.materials.passages import StudyChunk
+from shared.paths.drafts import ModuleDraft
 
 ATTEMPTS = 3
 MAX_MODULES = 30
@@ -75,7 +76,7 @@ class UnusableOutput(Exception):
     """The model's answer could not be turned into a path."""
 
 
-def build_prompt(goal: str, level: str, minutes_per_day: int, sources: Sequence[PathChunk]) -> str:
+def build_prompt(goal: str, level: str, minutes_per_day: int, sources: Sequence[StudyChunk]) -> str:
     if sources:
         passages = "\n\n".join(
             f"[{n}] {s.title}{' — ' + s.heading if s.heading else ''}\n{s.text.strip()}"
@@ -90,7 +91,7 @@ def build_prompt(goal: str, level: str, minutes_per_day: int, sources: Sequence[
 
 
 def _draft(
-    module: _Module, sources: Sequence[PathChunk], frequency: Counter[str]
+    module: _Module, sources: Sequence[StudyChunk], frequency: Counter[str]
 ) -> ModuleDraft | None:
     objectives = [o.strip() for o in module.objectives if o.strip()]
     numbers = list(dict.fromkeys(module.passages))
@@ -113,7 +114,7 @@ def _draft(
     )
 
 
-def parse(raw: str, sources: Sequence[PathChunk], frequency: Counter[str]) -> list[ModuleDraft]:
+def parse(raw: str, sources: Sequence[StudyChunk], frequency: Counter[str]) -> list[ModuleDraft]:
     """The usable modules of one answer; `UnusableOutput` when fewer than half are."""
     try:
         path = _Path.model_validate(json.loads(raw))
@@ -127,7 +128,7 @@ def parse(raw: str, sources: Sequence[PathChunk], frequency: Counter[str]) -> li
 
 async def generate(
     llm: LLM,
-    sources: Sequence[PathChunk],
+    sources: Sequence[StudyChunk],
     frequency: Counter[str],
     *,
     goal: str,

@@ -6,16 +6,6 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
-class SourceText:
-    """A chunk of the learner's material offered to a generator."""
-
-    chunk_id: str
-    material_id: str
-    title: str
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
 class QuestionDraft:
     kind: str  # multiple_choice | true_false | short_answer
     prompt: str

@@ -9,57 +9,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 
 from shared.clients.llm.base import ProviderError
-from shared.jobs.errors import JobCancelled, PermanentJobError, TransientJobError
+from shared.jobs.errors import JobCancelled, PermanentJobError
 from shared.materials.ingest import Progress
-from shared.materials.models import Chunk, Material, MaterialStatus
+from shared.materials.passages import StudyChunk, job_error, ready_chunks, spread
 from shared.quizzes import offline, remote
-from shared.quizzes.drafts import QuestionDraft, SourceText
+from shared.quizzes.drafts import QuestionDraft
 from shared.quizzes.models import Question, Quiz, QuizStatus
 from shared.resources import Resources
 
-MAX_SOURCES = 5000
 PROMPT_PASSAGES = 16  # what one model call sees, spread evenly over the material
 PROMPT_CHARS = 30_000
 
 
-async def _sources(resources: Resources, quiz: Quiz) -> list[SourceText]:
-    async with resources.db.read_session() as session:
-        query = select(Material.id, Material.status).where(Material.user_id == quiz.user_id)
-        if quiz.material_ids:
-            query = query.where(Material.id.in_(quiz.material_ids))
-        materials = (await session.execute(query.order_by(Material.id))).all()
-        if any(s in (MaterialStatus.PENDING, MaterialStatus.PROCESSING) for _, s in materials):
-            raise TransientJobError("Waiting for the materials to finish processing.")
-        ready = [m for m, s in materials if s == MaterialStatus.READY]
-        rows = await session.execute(
-            select(Chunk.id, Chunk.material_id, Chunk.text, Material.title)
-            .join(Material, Material.id == Chunk.material_id)
-            .where(Chunk.material_id.in_(ready), Chunk.user_id == quiz.user_id)
-            .order_by(Chunk.material_id, Chunk.position)
-            .limit(MAX_SOURCES)
-        )
-        return [SourceText(r.id, r.material_id, r.title, r.text) for r in rows]
-
-
-def spread(sources: list[SourceText], count: int, budget: int) -> list[SourceText]:
-    """At most `count` sources evenly spaced in reading order, within `budget` characters."""
-    step = max(1, len(sources) / count)
-    picked = [sources[int(i * step)] for i in range(min(count, len(sources)))]
-    out: list[SourceText] = []
-    used = 0
-    for source in picked:
-        if out and used + len(source.text) > budget:
-            break
-        out.append(source)
-        used += len(source.text)
-    return out
-
-
 async def _drafts(
-    resources: Resources, quiz: Quiz, sources: list[SourceText]
+    resources: Resources, quiz: Quiz, sources: list[StudyChunk]
 ) -> list[QuestionDraft]:
     llm = resources.llm
     kinds = quiz.question_types
@@ -71,9 +37,7 @@ async def _drafts(
     except remote.UnusableOutput as exc:
         raise PermanentJobError(str(exc)) from exc
     except ProviderError as exc:
-        if exc.transient:
-            raise TransientJobError(exc.message) from exc
-        raise PermanentJobError(exc.message) from exc
+        raise job_error(exc) from exc
 
 
 async def generate_quiz(
@@ -85,7 +49,7 @@ async def generate_quiz(
     if quiz is None or quiz.user_id != user_id:
         raise JobCancelled("The quiz was deleted.")
     await progress(10, "reading the materials")
-    sources = await _sources(resources, quiz)
+    sources = await ready_chunks(resources.db, quiz.user_id, quiz.material_ids)
     if not sources:
         raise PermanentJobError("The quiz's materials have no text to ask questions about.")
     await progress(30, "writing questions")

@@ -34,7 +34,8 @@ from shared.materials.keyterms import (
     term_frequency,
     topic_of,
 )
-from shared.quizzes.drafts import QuestionDraft, SourceText
+from shared.materials.passages import StudyChunk
+from shared.quizzes.drafts import QuestionDraft
 
 DISTRACTORS = 3
 
@@ -45,7 +46,7 @@ class Fact:
     term: str
     defined: Definition | None
     topic: str
-    source: SourceText
+    source: StudyChunk
     order: int
 
     @property
@@ -56,7 +57,7 @@ class Fact:
         return f"The material says: “{self.sentence}”"
 
 
-def _facts(sources: Sequence[SourceText], frequency: Counter[str]) -> list[Fact]:
+def _facts(sources: Sequence[StudyChunk], frequency: Counter[str]) -> list[Fact]:
     facts: list[Fact] = []
     seen: set[str] = set()
     for source in sources:
@@ -84,7 +85,7 @@ def _ordered(facts: list[Fact], difficulty: str, frequency: Counter[str]) -> lis
     return facts
 
 
-def _term_pool(sources: Sequence[SourceText], facts: list[Fact]) -> list[str]:
+def _term_pool(sources: Sequence[StudyChunk], facts: list[Fact]) -> list[str]:
     """Every key term of the material, each once (first spelling wins)."""
     pool: dict[str, str] = {}
     for fact in facts:
@@ -169,7 +170,7 @@ BUILDERS = {"multiple_choice": multiple_choice, "true_false": true_false}
 
 
 def build_questions(
-    sources: Sequence[SourceText], count: int, kinds: Sequence[str], difficulty: str
+    sources: Sequence[StudyChunk], count: int, kinds: Sequence[str], difficulty: str
 ) -> list[QuestionDraft]:
     """Up to `count` questions, their kinds taken in turn from `kinds`, one per fact.
 

@@ -16,7 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from shared.clients.llm.base import LLM, JsonRequest
-from shared.quizzes.drafts import QuestionDraft, SourceText
+from shared.materials.passages import StudyChunk
+from shared.quizzes.drafts import QuestionDraft
 
 ATTEMPTS = 3
 
@@ -86,7 +87,7 @@ class UnusableOutput(Exception):
 
 
 def build_prompt(
-    sources: Sequence[SourceText], count: int, kinds: Sequence[str], difficulty: str
+    sources: Sequence[StudyChunk], count: int, kinds: Sequence[str], difficulty: str
 ) -> str:
     passages = "\n\n".join(f"[{n}] {s.title}\n{s.text.strip()}" for n, s in enumerate(sources, 1))
     return (
@@ -96,7 +97,7 @@ def build_prompt(
     )
 
 
-def _usable(question: _Question, sources: Sequence[SourceText], kinds: Sequence[str]) -> bool:
+def _usable(question: _Question, sources: Sequence[StudyChunk], kinds: Sequence[str]) -> bool:
     if question.type not in kinds or not 1 <= question.passage <= len(sources):
         return False
     if question.type == "multiple_choice":
@@ -108,7 +109,7 @@ def _usable(question: _Question, sources: Sequence[SourceText], kinds: Sequence[
     return True
 
 
-def _draft(question: _Question, source: SourceText) -> QuestionDraft:
+def _draft(question: _Question, source: StudyChunk) -> QuestionDraft:
     options = [o.strip() for o in question.options or []]
     answer = question.answer.strip()
     return QuestionDraft(
@@ -124,7 +125,7 @@ def _draft(question: _Question, source: SourceText) -> QuestionDraft:
 
 
 def parse(
-    raw: str, sources: Sequence[SourceText], kinds: Sequence[str], count: int
+    raw: str, sources: Sequence[StudyChunk], kinds: Sequence[str], count: int
 ) -> list[QuestionDraft]:
     """The usable questions of one answer; `UnusableOutput` when too few are."""
     try:
@@ -140,7 +141,7 @@ def parse(
 
 
 async def generate(
-    llm: LLM, sources: Sequence[SourceText], count: int, kinds: Sequence[str], difficulty: str
+    llm: LLM, sources: Sequence[StudyChunk], count: int, kinds: Sequence[str], difficulty: str
 ) -> list[QuestionDraft]:
     """Ask up to `ATTEMPTS` times; provider errors (`ProviderError`) propagate."""
     request = JsonRequest("quiz", SYSTEM, build_prompt(sources, count, kinds, difficulty), SCHEMA)
