@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -14,7 +13,7 @@ from starlette.background import BackgroundTask
 
 from api.deps import Cursor, Limit, ReadSessionDep, ResourcesDep, SessionDep, UserId
 from api.errors import responses
-from shared.errors import Conflict, NotFound, PayloadTooLarge
+from shared.errors import PayloadTooLarge
 from shared.flashcards import service as flashcards
 from shared.flashcards import transfer
 from shared.flashcards.models import Card
@@ -102,13 +101,7 @@ async def delete_deck(
 ) -> Response:
     """Remove the deck with its cards and their reviews (and cancel its generation job)."""
     job_id = await flashcards.delete_deck(session, user_id, deck_id)
-    cancelled = None
-    if job_id:
-        with contextlib.suppress(Conflict, NotFound):  # the job had already finished
-            cancelled = await jobs.cancel_job(session, user_id, job_id)
-    await session.commit()
-    if cancelled is not None:
-        await jobs.after_cancel(resources.redis, cancelled)
+    await jobs.commit_cancelling(session, resources.redis, user_id, job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

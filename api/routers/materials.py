@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Query, Response, UploadFile, status
@@ -8,7 +7,7 @@ from fastapi import APIRouter, Depends, File, Query, Response, UploadFile, statu
 from api.deps import Cursor, Limit, ReadSessionDep, ResourcesDep, SessionDep, UserId
 from api.errors import responses
 from api.ratelimits import limit_uploads
-from shared.errors import Conflict, InvalidInput, NotFound, UnsupportedMediaType
+from shared.errors import InvalidInput, UnsupportedMediaType
 from shared.jobs import service as jobs
 from shared.jobs.schemas import JobOut
 from shared.materials import service as materials
@@ -153,11 +152,5 @@ async def delete_material(
     job_id = await materials.delete_material(
         session, resources.settings, resources.store, user_id, material_id
     )
-    cancelled = None
-    if job_id:
-        with contextlib.suppress(Conflict, NotFound):  # the job had already finished
-            cancelled = await jobs.cancel_job(session, user_id, job_id)
-    await session.commit()
-    if cancelled is not None:
-        await jobs.after_cancel(resources.redis, cancelled)
+    await jobs.commit_cancelling(session, resources.redis, user_id, job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

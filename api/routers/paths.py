@@ -3,14 +3,11 @@ the next step come from the learner's quiz answers and card reviews."""
 
 from __future__ import annotations
 
-import contextlib
-
 from fastapi import APIRouter, Response, status
 from fastapi.responses import JSONResponse
 
 from api.deps import Cursor, Limit, ReadSessionDep, ResourcesDep, SessionDep, UserId
 from api.errors import responses
-from shared.errors import Conflict, NotFound
 from shared.jobs import service as jobs
 from shared.jobs.schemas import JobOut
 from shared.pagination import DEFAULT_LIMIT, Page
@@ -55,13 +52,7 @@ async def delete_path(
 ) -> Response:
     """Remove the path and its modules (and cancel its generation job)."""
     job_id = await paths.delete_path(session, user_id, path_id)
-    cancelled = None
-    if job_id:
-        with contextlib.suppress(Conflict, NotFound):  # the job had already finished
-            cancelled = await jobs.cancel_job(session, user_id, job_id)
-    await session.commit()
-    if cancelled is not None:
-        await jobs.after_cancel(resources.redis, cancelled)
+    await jobs.commit_cancelling(session, resources.redis, user_id, job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

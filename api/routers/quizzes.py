@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from fastapi import APIRouter, Response, status
 from fastapi.responses import JSONResponse
 
 from api.deps import Cursor, Limit, ReadSessionDep, ResourcesDep, SessionDep, UserId
 from api.errors import responses
-from shared.errors import Conflict, NotFound
 from shared.jobs import service as jobs
 from shared.jobs.schemas import JobOut
 from shared.pagination import DEFAULT_LIMIT, Page
@@ -61,13 +58,7 @@ async def delete_quiz(
 ) -> Response:
     """Remove the quiz with its attempts (and cancel its generation job)."""
     job_id = await quizzes.delete_quiz(session, user_id, quiz_id)
-    cancelled = None
-    if job_id:
-        with contextlib.suppress(Conflict, NotFound):  # the job had already finished
-            cancelled = await jobs.cancel_job(session, user_id, job_id)
-    await session.commit()
-    if cancelled is not None:
-        await jobs.after_cancel(resources.redis, cancelled)
+    await jobs.commit_cancelling(session, resources.redis, user_id, job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -9,6 +9,7 @@ for the SSE stream. The row stays the truth: a missing snapshot is rebuilt from 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -250,3 +251,17 @@ async def after_cancel(redis: Redis, state: JobState) -> None:
     """Announce the cancel, and ask arq to drop the job or cancel its running task."""
     await announce(redis, state)
     await redis.zadd(abort_jobs_ss, {state.job.id: int(time.time() * 1000)})
+
+
+async def commit_cancelling(
+    session: AsyncSession, redis: Redis, user_id: str, job_id: str | None
+) -> None:
+    """Commit the deletion of a job's subject, cancelling the job if it is still queued or
+    running (one that already finished is left as it is)."""
+    cancelled = None
+    if job_id:
+        with contextlib.suppress(Conflict, NotFound):
+            cancelled = await cancel_job(session, user_id, job_id)
+    await session.commit()
+    if cancelled is not None:
+        await after_cancel(redis, cancelled)
