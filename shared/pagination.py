@@ -22,11 +22,19 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = Field(
         description="Pass as `cursor` to get the next page; null on the last page."
     )
+
+    def validated(self, schema: type[M]) -> Page[M]:
+        """The same page with each row read into `schema` (ORM rows → response models)."""
+        items = [schema.model_validate(item) for item in self.items]
+        return Page(items=items, next_cursor=self.next_cursor)
 
 
 def page_of(items: list[T], limit: int, cursor_of: str | None) -> Page[T]:

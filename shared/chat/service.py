@@ -44,9 +44,7 @@ async def list_sessions(
 ) -> Page[SessionOut]:
     query = select(ChatSession).where(ChatSession.user_id == user_id)
     page = await newest_first(session, query, ChatSession.id, limit=limit, cursor=cursor)
-    return Page(
-        items=[SessionOut.model_validate(r) for r in page.items], next_cursor=page.next_cursor
-    )
+    return page.validated(SessionOut)
 
 
 async def messages(

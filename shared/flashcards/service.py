@@ -75,7 +75,7 @@ async def list_decks(
 ) -> Page[DeckOut]:
     query = select(Deck).where(Deck.user_id == user_id)
     page = await newest_first(session, query, Deck.id, limit=limit, cursor=cursor)
-    return Page(items=[DeckOut.model_validate(r) for r in page.items], next_cursor=page.next_cursor)
+    return page.validated(DeckOut)
 
 
 async def delete_deck(session: AsyncSession, user_id: str, deck_id: str) -> str | None:

@@ -107,7 +107,7 @@ async def list_paths(
 ) -> Page[PathOut]:
     query = select(LearningPath).where(LearningPath.user_id == user_id)
     page = await newest_first(session, query, LearningPath.id, limit=limit, cursor=cursor)
-    return Page(items=[PathOut.model_validate(p) for p in page.items], next_cursor=page.next_cursor)
+    return page.validated(PathOut)
 
 
 async def delete_path(session: AsyncSession, user_id: str, path_id: str) -> str | None:

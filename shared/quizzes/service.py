@@ -102,7 +102,7 @@ async def list_quizzes(
 ) -> Page[QuizOut]:
     query = select(Quiz).where(Quiz.user_id == user_id)
     page = await newest_first(session, query, Quiz.id, limit=limit, cursor=cursor)
-    return Page(items=[QuizOut.model_validate(q) for q in page.items], next_cursor=page.next_cursor)
+    return page.validated(QuizOut)
 
 
 async def delete_quiz(session: AsyncSession, user_id: str, quiz_id: str) -> str | None:
