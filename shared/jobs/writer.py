@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -42,9 +41,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from sqlalchemy import (
-    Engine,
     Insert,
-    RowMapping,
     Table,
     Update,
     bindparam,
@@ -53,22 +50,20 @@ from sqlalchemy import (
     or_,
     update,
 )
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
 from shared.config import Settings
 from shared.db import Database
-from shared.db.engine import blocking_sqlite_engine
 from shared.jobs.models import Job
 from shared.jobs.schemas import JobOut
 from shared.jobs.service import JOB_COLUMNS, JobState, queue_announcement, queue_enqueue
+from shared.jobs.sqlite_batches import Prepared, Row, SqliteBatches
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 256
 AfterCommit = Callable[[Pipeline, JobState], None]
 _Shape = tuple[tuple[str, ...], tuple[str, ...], bool, bool]
-_Prepared = tuple[Update | Insert, dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +127,7 @@ def _statement(shape: _Shape) -> Update:
     return statement
 
 
-def _prepare(change: Change, now: datetime) -> _Prepared:
+def _prepare(change: Change, now: datetime) -> Prepared:
     values = {"updated_at": now, **change.values}
     shape = (
         tuple(sorted(values)),
@@ -160,40 +155,11 @@ def _order_key(item: Change | NewRows) -> tuple[int, str]:
     return (1, item.job_id) if isinstance(item, Change) else (0, "")
 
 
-def _applied(row: RowMapping | None, change: Change) -> Applied | None:
+def _applied(row: Row | None, change: Change) -> Applied | None:
     if row is None:
         return None
     payload = dict(row["payload"] or {}) if change.with_payload else None
     return Applied(JobState(row["user_id"], JobOut.model_validate(row)), payload)
-
-
-def _execute(connection: Connection, batch: Sequence[_Prepared]) -> list[RowMapping | None]:
-    rows: list[RowMapping | None] = []
-    for statement, params in batch:
-        result = connection.execute(statement, params)
-        rows.append(result.mappings().first() if result.returns_rows else None)
-    return rows
-
-
-class _BlockingSqlite:
-    """Runs a batch on a blocking SQLite connection in one thread of its own."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._engine: Engine = blocking_sqlite_engine(settings)
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="job-state-writer")
-
-    def _run(self, batch: Sequence[_Prepared]) -> list[RowMapping | None]:
-        with self._engine.begin() as connection:
-            return _execute(connection, batch)
-
-    async def run(self, batch: Sequence[_Prepared]) -> list[RowMapping | None]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self._run, batch)
-
-    async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self._engine.dispose)
-        self._thread.shutdown(wait=True)
 
 
 class _AsyncEngine:
@@ -202,8 +168,8 @@ class _AsyncEngine:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def run(self, batch: Sequence[_Prepared]) -> list[RowMapping | None]:
-        rows: list[RowMapping | None] = []
+    async def run(self, batch: Sequence[Prepared]) -> list[Row | None]:
+        rows: list[Row | None] = []
         async with self._db.transaction() as connection:
             for statement, params in batch:
                 result = await connection.execute(statement, params)
@@ -228,7 +194,7 @@ class JobStateWriter:
     _flusher: asyncio.Task[None] | None = None
     _unannounced: list[tuple[list[_Pending], list[Applied | None]]] = field(default_factory=list)
     _announcing: asyncio.Task[None] | None = None
-    _runner: _BlockingSqlite | _AsyncEngine | None = None
+    _runner: SqliteBatches | _AsyncEngine | None = None
 
     async def apply(self, change: Change) -> Applied | None:
         """Apply one change (with whatever else is waiting), announce it; None if it did not
@@ -256,10 +222,10 @@ class JobStateWriter:
             await self._runner.close()
             self._runner = None
 
-    def _get_runner(self) -> _BlockingSqlite | _AsyncEngine:
+    def _get_runner(self) -> SqliteBatches | _AsyncEngine:
         if self._runner is None:
             sqlite = self.settings.is_sqlite
-            self._runner = _BlockingSqlite(self.settings) if sqlite else _AsyncEngine(self.db)
+            self._runner = SqliteBatches(self.settings) if sqlite else _AsyncEngine(self.db)
         return self._runner
 
     async def _flush(self) -> None:
@@ -302,7 +268,7 @@ class JobStateWriter:
 
     async def _commit(self, batch: list[_Pending]) -> list[Applied | None]:
         now = datetime.now(UTC)
-        prepared: list[_Prepared] = []
+        prepared: list[Prepared] = []
         starts: list[tuple[int, int]] = []
         for i in sorted(range(len(batch)), key=lambda i: _order_key(batch[i].item)):
             item = batch[i].item
