@@ -3,7 +3,7 @@
 The whole system is started exactly as `make run` does (`python -m scripts.devserver`, its
 own DATA_DIR, API port, Chroma server and data dir, Redis database) with WORKERS=2, as in
 docker-compose.yml. The devserver's children are found with psutil by their command line
-(`uvicorn api.main:app`, `arq worker.main.WorkerSettings`, `chroma run`); a process's RSS is
+(`uvicorn api.main:app`, `python -m worker`, `chroma run`); a process's RSS is
 its own `memory_info().rss` plus that of its descendants, if any. Phases:
 1. rest: after startup and one login, the median of SETTLE_S of samples;
 2. ingest: BENCH_RSS_PDFS generated PDFs (BENCH_PDF_PAGES pages each, see pdf_ingest) in one
@@ -60,7 +60,7 @@ def _role(process: psutil.Process) -> str | None:
         return None
     if "api.main:app" in line:
         return "api"
-    if "worker.main.WorkerSettings" in line:
+    if " -m worker" in f"{line} " and "healthcheck" not in line:
         return "worker"
     if "chroma" in line and " run " in f"{line} ":
         return "chroma"

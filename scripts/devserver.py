@@ -162,9 +162,7 @@ def main() -> int:
             ],
         )
         for index in range(settings.workers):
-            supervisor.spawn(
-                f"worker-{index + 1}", [str(BIN / "arq"), "worker.main.WorkerSettings"]
-            )
+            supervisor.spawn(f"worker-{index + 1}", [str(BIN / "python"), "-m", "worker"])
         _wait_for(f"http://127.0.0.1:{settings.api_port}/api/health", "api", api)
         log.info("Brainwave is up: http://127.0.0.1:%d/docs", settings.api_port)
         return supervisor.watch()

@@ -249,7 +249,7 @@ class WorkerProcess:
 
 
 class WorkerPool:
-    """Starts `arq worker.main.WorkerSettings` processes, as compose and `make run` do."""
+    """Starts `python -m worker` processes, as compose and `make run` do."""
 
     def __init__(self, settings: Settings, log_dir: Path) -> None:
         self.settings = settings
@@ -265,7 +265,7 @@ class WorkerPool:
         for _ in range(count):
             log_path = self.log_dir / f"worker-{len(self.workers) + 1}.log"
             process = subprocess.Popen(
-                [str(BIN / "arq"), "worker.main.WorkerSettings"],
+                [str(BIN / "python"), "-m", "worker"],
                 cwd=ROOT,
                 env=process_env(self.settings),
                 stdout=log_path.open("wb"),

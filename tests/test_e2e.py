@@ -84,7 +84,7 @@ def test_sigterm_stops_every_process(system: tuple[str, subprocess.Popen[bytes]]
     _, process = system
     children = psutil.Process(process.pid).children(recursive=True)
     names = " ".join(" ".join(c.cmdline()) for c in children)
-    assert "uvicorn" in names and "arq" in names and "chroma" in names and "valkey" in names
+    assert "uvicorn" in names and "-m worker" in names and "chroma" in names and "valkey" in names
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
     _gone, alive = psutil.wait_procs(children, timeout=10)

@@ -1,10 +1,11 @@
 """The one wrapper that owns every job's lifecycle.
 
 For each kind of job it: claims the row (queued → running, attempts, worker host:pid),
-keeps a short lease on arq's in-progress key so a killed worker's job is picked up again
-within seconds instead of after job_timeout + 10 s, reports progress (which is also where a
-cancel is noticed), retries transient errors with exponential backoff, fails permanent ones
-with the handler's message, and never leaves a traceback in front of the learner.
+reports progress (which is also where a cancel is noticed), retries transient errors with
+exponential backoff, fails permanent ones with the handler's message, and never leaves a
+traceback in front of the learner. (The short lease on arq's in-progress key that lets
+another worker take up a killed worker's job, and the guard against running one job twice
+in a process, are the scheduler's: worker/scheduler.py.)
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from typing import Any
 import httpx
 import redis.exceptions
 from arq import Retry
-from arq.constants import in_progress_key_prefix
 from arq.worker import Function, func
 from redis.asyncio.client import Pipeline
 from sqlalchemy.exc import OperationalError
@@ -85,17 +85,6 @@ def backoff_seconds(attempt: int) -> float:
     return float(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
 
 
-def _lease_ms(resources: Resources) -> int:
-    return int(resources.settings.job_lease_seconds * 1000)
-
-
-async def _keep_lease(resources: Resources, job_id: str) -> None:
-    """Renew the lease the claim took (in the claim's announcement pipeline)."""
-    while True:
-        await asyncio.sleep(resources.settings.job_lease_seconds / 3)
-        await resources.redis.pexpire(in_progress_key_prefix + job_id, _lease_ms(resources))
-
-
 async def _set(resources: Resources, job_id: str, **values: Any) -> jobs.JobState | None:
     """Update a job this worker is running (no-op once it was cancelled or re-claimed).
 
@@ -134,13 +123,7 @@ class _Claimed:
 
 
 async def _claim(resources: Resources, job_id: str, attempt: int) -> _Claimed | None:
-    """queued/running → running by this worker, reading the payload in the same UPDATE;
-    the announcement's pipeline also cuts arq's in-progress key down to the lease."""
-    lease_ms = _lease_ms(resources)
-
-    def take_lease(pipe: Pipeline, _: jobs.JobState) -> None:
-        pipe.pexpire(in_progress_key_prefix + job_id, lease_ms)
-
+    """queued/running → running by this worker, reading the payload in the same UPDATE."""
     values = {
         "status": JobStatus.RUNNING,
         "attempts": attempt,
@@ -149,7 +132,7 @@ async def _claim(resources: Resources, job_id: str, attempt: int) -> _Claimed | 
         "started_at": datetime.now(UTC),
         "error": None,
     }
-    change = Change(job_id, CLAIMABLE, values, with_payload=True, after_commit=take_lease)
+    change = Change(job_id, CLAIMABLE, values, with_payload=True)
     applied = await resources.job_states.apply(change)
     if applied is None:
         return None
@@ -185,7 +168,6 @@ async def run_job(
     if attempt > max_attempts:
         await _fail(resources, job, f"Stopped after {max_attempts} attempts.", on_failure)
         return {"failed": "too many attempts"}
-    lease = asyncio.create_task(_keep_lease(resources, job_id))
     run = JobRun(job.id, job.user_id, dict(job.payload), attempt, resources)
     context = {"job_id": job_id, "kind": job.kind, "attempt": attempt}
     log.info("job started", extra=context)
@@ -231,8 +213,6 @@ async def run_job(
         log.exception("job %s (%s) failed unexpectedly", job_id, job.kind)
         await _fail(resources, job, "An internal error stopped this job.", on_failure)
         return {"failed": "internal error"}
-    finally:
-        lease.cancel()
     await _set(
         resources,
         job_id,
@@ -246,13 +226,6 @@ async def run_job(
     return result
 
 
-_IN_HAND: dict[str, asyncio.Future[dict[str, Any]]] = {}
-"""The jobs this process is running. When Redis was away for longer than the lease, arq
-starts a job again even in the worker that still runs it: that second run waits for the
-first instead of running beside it (two runs of one material delete each other's
-vectors)."""
-
-
 def job_function(
     kind: str,
     handler: Handler,
@@ -263,25 +236,13 @@ def job_function(
 ) -> Function:
     """Register `handler` as the arq function `kind`, wrapped in the lifecycle."""
 
-    async def run(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
+    async def coroutine(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
         # The job's log lines carry the id of the API request that created it.
         token = request_id.set(None)
         try:
             return await run_job(ctx, job_id, handler, on_failure)
         finally:
             request_id.reset(token)
-
-    async def coroutine(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
-        if (running := _IN_HAND.get(job_id)) is not None:
-            log.warning("job %s is already running here; waiting for that run", job_id)
-            return await asyncio.shield(running)
-        task = asyncio.ensure_future(run(ctx, job_id))
-        _IN_HAND[job_id] = task
-        try:
-            return await task
-        finally:
-            if _IN_HAND.get(job_id) is task:
-                del _IN_HAND[job_id]
 
     coroutine.__qualname__ = coroutine.__name__ = kind
     # arq's own try limit is only a backstop: the wrapper fails the row first.
