@@ -47,7 +47,7 @@ PROFILES = tuple(os.environ.get("BENCH_PROFILES", "default,tuned").split(","))
 POLL_S = 0.005
 TIMEOUT_S = 300.0
 TARGET_RATIO, TARGET_TUNED_RATE = 0.7, 1000.0
-WORKER_ARGV = [str(BIN / "arq"), "bench.lifecycle_worker.BenchWorkerSettings"]
+WORKER_ARGV = [str(BIN / "python"), "-m", "worker", "bench.lifecycle_worker.BenchWorkerSettings"]
 
 
 async def _create_rows(settings: Settings, n: int) -> tuple[str, list[str]]:
@@ -82,8 +82,17 @@ async def _enqueue(settings: Settings, kind: str, ids: list[str] | None, n: int)
         await pool.aclose()
 
 
-def _run_case(settings: Settings, env: dict[str, str], case: str, log_file: Path) -> float:
-    """Return the seconds the worker needed for JOBS jobs of `case` ("raw" or "wrapper")."""
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _run_case(
+    settings: Settings, env: dict[str, str], case: str, log_file: Path
+) -> tuple[float, float]:
+    """Seconds the worker needed for JOBS jobs of `case` ("raw" or "wrapper"), and the CPU
+    seconds it used meanwhile (its imports and startup left out)."""
     flushdb(settings.redis_url)
     user_id = None
     if case == "wrapper":
@@ -102,6 +111,7 @@ def _run_case(settings: Settings, env: dict[str, str], case: str, log_file: Path
                     raise RuntimeError(f"the bench worker did not start:\n{tail(log_file)}")
                 time.sleep(POLL_S)
             started = float(str(ready, "ascii"))  # type: ignore[arg-type]
+            cpu_at_start = _cpu_seconds(worker.pid)
             while True:
                 if case == "wrapper":
                     done = db.execute(
@@ -113,6 +123,7 @@ def _run_case(settings: Settings, env: dict[str, str], case: str, log_file: Path
                     finished = client.zcard(settings.queue_name) == 0
                 if finished:
                     seconds = time.time() - started
+                    cpu = _cpu_seconds(worker.pid) - cpu_at_start
                     break
                 if worker.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{case} jobs did not finish:\n{tail(log_file)}")
@@ -123,7 +134,7 @@ def _run_case(settings: Settings, env: dict[str, str], case: str, log_file: Path
             ).fetchall()
             if other != [("succeeded", JOBS)]:
                 raise RuntimeError(f"unexpected job states: {other}")
-        return seconds
+        return seconds, cpu
     finally:
         db.close()
         client.close()
@@ -141,14 +152,20 @@ def main() -> None:
         for profile in PROFILES:
             env = {**os.environ, **base_env, "BENCH_PROFILE": profile, "PYTHONUNBUFFERED": "1"}
             rates: dict[str, list[float]] = {"raw": [], "wrapper": []}
+            cpu_ms: dict[str, list[float]] = {"raw": [], "wrapper": []}
             for round_no in range(1, ROUNDS + 1):
                 for case in ("raw", "wrapper"):
                     log_file = data_dir / f"worker-{profile}-{case}-{round_no}.log"
-                    seconds = _run_case(settings, env, case, log_file)
+                    seconds, cpu = _run_case(settings, env, case, log_file)
                     rates[case].append(JOBS / seconds)
-                    rows.append([profile, round_no, case, JOBS, seconds, JOBS / seconds])
+                    cpu_ms[case].append(1000 * cpu / JOBS)
+                    rows.append(
+                        [profile, round_no, case, JOBS, seconds, JOBS / seconds, 1000 * cpu / JOBS]
+                    )
             raw, wrapped = median(rates["raw"]), median(rates["wrapper"])
-            summary.append([profile, raw, wrapped, f"{wrapped / raw:.2f}"])
+            cpu_raw, cpu_wrapped = median(cpu_ms["raw"]), median(cpu_ms["wrapper"])
+            cpu_text = f"{cpu_raw:.2f} / {cpu_wrapped:.2f}"
+            summary.append([profile, raw, wrapped, f"{wrapped / raw:.2f}", cpu_text])
     finally:
         flushdb(url)
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -164,9 +181,11 @@ def main() -> None:
             shown["queue_read_limit"] = f"None (arq: {max(shown['max_jobs'] * 5, 100)})"
         print(f"{profile:8s} " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     print()
-    print(table(["profile", "round", "case", "jobs", "seconds", "jobs/s"], rows))
+    print(table(["profile", "round", "case", "jobs", "seconds", "jobs/s", "CPU ms/job"], rows))
     print()
-    print(table(["profile", "median raw jobs/s", "median wrapper jobs/s", "wrapper/raw"], summary))
+    headers = ["profile", "raw jobs/s", "wrapper jobs/s", "wrapper/raw", "CPU ms/job raw / wrapper"]
+    print(table(headers, summary))
+    print("(medians; CPU: the worker process, all threads, from the end of its startup)")
     print(
         f"targets: wrapper/raw >= {TARGET_RATIO}; tuned wrapper >= {TARGET_TUNED_RATE:,.0f} jobs/s"
     )
