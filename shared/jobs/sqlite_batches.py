@@ -13,9 +13,10 @@ same transaction.
 from __future__ import annotations
 
 import asyncio
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Engine, Insert, Update
@@ -53,17 +54,21 @@ class DriverUpdate:
         for name, default, convert in self._binds:
             value = params.get(name, default)
             values.append(value if convert is None else convert(value))
-        try:
-            cursor.execute(self.sql, values)
-            row = cursor.fetchone()
-        except sqlite3.Error as exc:  # as SQLAlchemy would raise it (OperationalError, …)
-            raise DBAPIError.instance(self.sql, values, exc, sqlite3.Error) from exc
+        row = _execute(cursor, self.sql, values).fetchone()
         if row is None:
             return None
         return {
             name: value if convert is None else convert(value)
             for name, value, convert in zip(self._columns, row, self._results, strict=True)
         }
+
+
+def _execute(cursor: DBAPICursor, sql: str, values: Sequence[Any] = ()) -> DBAPICursor:
+    try:
+        cursor.execute(sql, values)
+    except sqlite3.Error as exc:  # as SQLAlchemy would raise it (OperationalError, …)
+        raise DBAPIError.instance(sql, values, exc, sqlite3.Error) from exc
+    return cursor
 
 
 def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> _Convert:
@@ -74,14 +79,36 @@ def _result_processor(type_: TypeEngine[Any], dialect: Dialect) -> _Convert:
     return type_.dialect_impl(dialect).result_processor(dialect, None)
 
 
+_Reply = tuple[asyncio.AbstractEventLoop, "asyncio.Future[list[Row | None]]"]
+
+
 class SqliteBatches:
-    """Runs each batch as one `BEGIN IMMEDIATE … COMMIT` in a thread of its own."""
+    """Runs each batch as one `BEGIN IMMEDIATE … COMMIT` in a thread of its own.
+
+    The thread takes batches from a queue and hands each result back with one
+    `call_soon_threadsafe` (an executor's futures and locks cost more than the batch).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._engine: Engine = blocking_sqlite_engine(settings)
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="job-state-writer")
         self._connection: Connection | None = None
         self._updates: dict[int, DriverUpdate] = {}
+        self._inbox: queue.SimpleQueue[tuple[Sequence[Prepared], _Reply] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._serve, name="job-state-writer", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while (work := self._inbox.get()) is not None:
+            batch, (loop, future) = work
+            try:
+                rows = self._run(batch)
+            except BaseException as exc:
+                loop.call_soon_threadsafe(_settle, future, None, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, future, rows, None)
+        self._close()
 
     def _update(self, statement: Update) -> DriverUpdate:
         # keyed by identity: the writer builds each shape's statement once and keeps it
@@ -93,7 +120,32 @@ class SqliteBatches:
     def _run(self, batch: Sequence[Prepared]) -> list[Row | None]:
         if self._connection is None:
             self._connection = self._engine.connect()
-        connection = self._connection
+        if all(isinstance(statement, Update) for statement, _ in batch):
+            return self._run_updates(batch)
+        return self._run_mixed(self._connection, batch)
+
+    def _run_updates(self, batch: Sequence[Prepared]) -> list[Row | None]:
+        """The common batch (job-state changes only), begun and committed on the driver."""
+        assert self._connection is not None
+        cursor = self._connection.connection.cursor()
+        try:
+            _execute(cursor, "BEGIN IMMEDIATE")
+            try:
+                rows = [
+                    self._update(statement).run(cursor, params)  # type: ignore[arg-type]
+                    for statement, params in batch
+                ]
+                _execute(cursor, "COMMIT")
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            return rows
+        finally:
+            cursor.close()
+
+    def _run_mixed(self, connection: Connection, batch: Sequence[Prepared]) -> list[Row | None]:
+        """Inserts through SQLAlchemy (its column defaults), updates on the driver, one
+        transaction."""
         rows: list[Row | None] = []
         with connection.begin():
             cursor = connection.connection.cursor()
@@ -110,7 +162,9 @@ class SqliteBatches:
 
     async def run(self, batch: Sequence[Prepared]) -> list[Row | None]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self._run, batch)
+        future: asyncio.Future[list[Row | None]] = loop.create_future()
+        self._inbox.put((batch, (loop, future)))
+        return await future
 
     def _close(self) -> None:
         if self._connection is not None:
@@ -118,6 +172,19 @@ class SqliteBatches:
         self._engine.dispose()
 
     async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self._close)
-        self._thread.shutdown(wait=True)
+        self._inbox.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+
+def _settle(
+    future: asyncio.Future[list[Row | None]],
+    rows: list[Row | None] | None,
+    exc: BaseException | None,
+) -> None:
+    if future.done():  # its waiter was cancelled
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        assert rows is not None
+        future.set_result(rows)
