@@ -4,6 +4,7 @@ are shared fairly between live workers, never claimed twice, and held by a short
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -61,7 +62,7 @@ async def enqueue(pool: ArqRedis, queue: str, count: int, *, age_ms: int = 0) ->
 async def take(worker: Worker, slots: int | None = None) -> list[str]:
     """What `worker` claims with its free slots; counted as running, as starting them would."""
     free = worker.max_jobs - worker.job_counter if slots is None else slots
-    claimed, _ = await worker.claim(free)
+    claimed, _, _ = await worker.claim(free)
     worker.job_counter += len(claimed)
     return [job_id for job_id, _ in claimed]
 
@@ -84,11 +85,11 @@ async def test_a_lone_worker_fills_its_slots_and_says_more_are_waiting(
 ) -> None:
     worker = make_worker("alone")  # max_jobs 4
     ids = await enqueue(pool, queue, 6)
-    claimed, more_ready = await worker.claim(4)
+    claimed, more_ready, _ = await worker.claim(4)
     assert [job_id for job_id, _ in claimed] == ids[:4]  # oldest first
     assert more_ready
     worker.job_counter = 4
-    assert await worker.claim(0) == ([], True)  # full: nothing claimed, but jobs wait
+    assert await worker.claim(0) == ([], True, [])  # full: nothing claimed, but jobs wait
 
 
 async def test_jobs_waiting_longer_than_the_fair_wait_go_to_a_busy_worker(
@@ -126,3 +127,32 @@ async def test_running_and_deferred_jobs_are_not_claimed_and_a_claim_is_a_lease(
     ttl_ms = await pool.pttl(in_progress_key_prefix + ready)
     assert 0 < ttl_ms <= LEASE_SECONDS * 1000
     assert await take(worker) == []  # claimed once only
+
+
+async def test_a_running_job_asked_to_abort_is_cancelled(pool: ArqRedis, queue: str) -> None:
+    started, never = asyncio.Event(), asyncio.Event()
+
+    async def waits(ctx: dict[str, Any]) -> None:
+        started.set()
+        await never.wait()
+
+    worker = Worker(
+        functions=[func(waits, name="waits")],
+        redis_pool=pool,
+        queue_name=queue,
+        handle_signals=False,
+        allow_abort_jobs=True,
+        poll_delay=0.01,
+        worker_id="aborts",
+        lease_seconds=LEASE_SECONDS,
+    )
+    job = await pool.enqueue_job("waits", _queue_name=queue)
+    assert job is not None
+    running = asyncio.create_task(worker.async_run())
+    try:
+        await asyncio.wait_for(started.wait(), 10)
+        assert await job.abort(timeout=10)  # arq's API: ZADD arq:abort, wait for the result
+        assert job.job_id not in worker.job_tasks
+    finally:
+        running.cancel()
+        await worker.close()

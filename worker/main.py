@@ -16,7 +16,6 @@ from shared.backups.service import BACKUP
 from shared.config import get_settings
 from shared.flashcards.service import GENERATE_DECK
 from shared.jobs.channels import WORKER_HEARTBEAT_TTL_S, WORKER_HEARTBEATS_KEY
-from shared.logging import configure_logging
 from shared.materials.service import PROCESS_MATERIAL
 from shared.paths.service import GENERATE_PATH
 from shared.quizzes.service import GENERATE_QUIZ
@@ -43,7 +42,6 @@ async def _heartbeat(resources: Resources) -> None:
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    configure_logging()  # after arq's CLI has installed its own handlers
     resources = await Resources.open(settings, redis=ctx["redis"])
     ctx["resources"] = resources
     ctx["heartbeat"] = asyncio.create_task(_heartbeat(resources))

@@ -15,7 +15,8 @@ arq's own loop has three habits that cost us:
 - Each start was four round trips (WATCH, EXISTS, ZSCORE, MULTI/PSETEX/EXEC), and a poll
   re-checked every job other workers were running that way. Here one Lua script per poll
   reads the queue, claims what this worker may take and publishes its load, atomically,
-  so two workers polling at once see each other's claims.
+  so two workers polling at once see each other's claims; it also reads the jobs to
+  abort (arq's second round trip per poll).
 
 A claimed job's in-progress key is a short lease (`job_lease_seconds`) that the poll loop
 renews for every job this process runs, so a killed worker's jobs are taken up again by
@@ -33,12 +34,12 @@ import time
 from typing import Any
 
 from arq.connections import create_pool, log_redis_info
-from arq.constants import in_progress_key_prefix
+from arq.constants import abort_jobs_ss, in_progress_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker as ArqWorker
 from redis.commands.core import AsyncScript
 
-log = logging.getLogger("arq.worker")
+log = logging.getLogger(__name__)
 
 LOADS_SUFFIX = ":running"
 """`<queue name>:running`, a hash: worker id → "<jobs it runs> <epoch ms of its last poll>"."""
@@ -52,6 +53,8 @@ local queue, loads = KEYS[1], KEYS[2]
 local worker, running, slots = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local now, live_after, fresh_after = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local read_limit, lease_ms, prefix = ARGV[7], ARGV[8], ARGV[9]
+local aborts = {}
+if ARGV[10] == '1' then aborts = redis.call('ZRANGE', KEYS[3], 0, -1) end
 local least = nil
 local entries = redis.call('HGETALL', loads)
 for i = 1, #entries, 2 do
@@ -89,7 +92,7 @@ elseif #redis.call('ZRANGEBYSCORE', queue, '-inf', now, 'LIMIT', 0, 1) > 0 then
   more = 1
 end
 redis.call('HSET', loads, worker, running .. ' ' .. now)
-return {more, claimed}
+return {more, claimed, aborts}
 """
 
 
@@ -129,8 +132,6 @@ class Worker(ArqWorker):
         """Claim and start what this worker may take; the other chores of arq's poll.
         True when ready jobs were left for lack of a free slot."""
         more_ready = await self._claim_and_start()
-        if self.allow_abort_jobs:
-            await self._cancel_aborted_jobs()
         for job_id, task in list(self.tasks.items()):
             if task.done():
                 del self.tasks[job_id]
@@ -150,19 +151,22 @@ class Worker(ArqWorker):
 
     async def _claim_and_start(self) -> bool:
         slots = self.max_jobs - self.job_counter if self.allow_pick_jobs else 0
-        claimed, more_ready = await self.claim(max(0, slots))
+        claimed, more_ready, to_abort = await self.claim(max(0, slots))
         for job_id, score in claimed:
             self._start(job_id, score)
+        if to_abort:
+            await self._abort(to_abort)
         return more_ready
 
-    async def claim(self, slots: int) -> tuple[list[tuple[str, int]], bool]:
+    async def claim(self, slots: int) -> tuple[list[tuple[str, int]], bool, list[str]]:
         """Claim up to `slots` ready jobs that this worker may take now (their in-progress
         keys set to a lease) and publish its load. Returns the claimed (job id, score)
-        pairs, and whether ready jobs were left for lack of a slot."""
+        pairs, whether ready jobs were left for lack of a slot, and the ids of jobs that
+        were asked to abort."""
         if self._claim is None:
             self._claim = self.pool.register_script(_CLAIM)
         now = timestamp_ms()
-        keys = [self.queue_name, self.queue_name + LOADS_SUFFIX]
+        keys = [self.queue_name, self.queue_name + LOADS_SUFFIX, abort_jobs_ss]
         args: list[str | int] = [
             self.worker_id,
             self.job_counter,
@@ -173,11 +177,21 @@ class Worker(ArqWorker):
             self.queue_read_limit,
             self.lease_ms,
             in_progress_key_prefix,
+            int(self.allow_abort_jobs),
         ]
-        more_ready, flat = await self._claim(keys=keys, args=args)
+        more_ready, flat, aborts = await self._claim(keys=keys, args=args)
         pairs = zip(flat[::2], flat[1::2], strict=True)
         claimed = [(raw.decode(), int(float(score))) for raw, score in pairs]
-        return claimed, bool(more_ready)
+        return claimed, bool(more_ready), [raw.decode() for raw in aborts]
+
+    async def _abort(self, job_ids: list[str]) -> None:
+        """arq's `_cancel_aborted_jobs`, for the ids the claim read: cancel those running here."""
+        aborted = {job_id for job_id in job_ids if job_id in self.job_tasks}
+        for job_id in aborted:
+            self.job_tasks[job_id].cancel()
+        if aborted:
+            self.aborting_tasks.update(aborted)
+            await self.pool.zrem(abort_jobs_ss, *aborted)
 
     def _start(self, job_id: str, score: int) -> None:
         running = self.tasks.get(job_id)
