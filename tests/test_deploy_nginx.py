@@ -251,6 +251,11 @@ def test_streaming_routes_are_not_buffered(
         assert timeout and seconds(timeout[0]) >= 300, path
 
 
+def test_the_account_export_may_take_minutes(tls_server: Block) -> None:
+    timeout = effective("proxy_read_timeout", serving_location(tls_server, "/api/me/export"))
+    assert timeout and seconds(timeout[0]) >= 300
+
+
 def test_credentials_and_uploads_are_rate_limited(
     conf: Block, tls_server: Block, app_routes: dict[str, dict[str, Any]]
 ) -> None:
