@@ -75,7 +75,11 @@ class JobRun:
             return
         self._last_write = now
         state = await _set(
-            self.resources, self.id, progress=max(0, min(100, percent)), stage=stage[:200]
+            self.resources,
+            self.id,
+            announced_first=False,
+            progress=max(0, min(100, percent)),
+            stage=stage[:200],
         )
         if state is None:
             raise JobCancelled("The job was cancelled.")
@@ -85,11 +89,14 @@ def backoff_seconds(attempt: int) -> float:
     return float(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
 
 
-async def _set(resources: Resources, job_id: str, **values: Any) -> jobs.JobState | None:
+async def _set(
+    resources: Resources, job_id: str, *, announced_first: bool = True, **values: Any
+) -> jobs.JobState | None:
     """Update a job this worker is running (no-op once it was cancelled or re-claimed).
 
     The write is batched with the other jobs' changes (shared/jobs/writer.py); the new
     state is announced after the commit, a final one with its duration for /metrics.
+    Returns once announced, or once committed if not `announced_first`.
     """
     namespace = resources.settings.queue_name
 
@@ -99,7 +106,14 @@ async def _set(resources: Resources, job_id: str, **values: Any) -> jobs.JobStat
             seconds = (job.finished_at - job.started_at).total_seconds()
             metrics.queue_job_duration(pipe, namespace, job.kind, job.status, seconds)
 
-    change = Change(job_id, RUNNING, values, worker=WORKER_ID, after_commit=record_duration)
+    change = Change(
+        job_id,
+        RUNNING,
+        values,
+        worker=WORKER_ID,
+        after_commit=record_duration,
+        announced_first=announced_first,
+    )
     applied = await resources.job_states.apply(change)
     return None if applied is None else applied.state
 
@@ -132,7 +146,7 @@ async def _claim(resources: Resources, job_id: str, attempt: int) -> _Claimed | 
         "started_at": datetime.now(UTC),
         "error": None,
     }
-    change = Change(job_id, CLAIMABLE, values, with_payload=True)
+    change = Change(job_id, CLAIMABLE, values, with_payload=True, announced_first=False)
     applied = await resources.job_states.apply(change)
     if applied is None:
         return None

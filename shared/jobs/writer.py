@@ -24,7 +24,8 @@ same process held the write lock. That capped no-op jobs near 70/s. Here:
 
 The guarantees are those of `service.transition`: a change applies only if the job's
 status (and, when given, its worker) still matches, and only committed states are
-announced; `apply` returns once its change is announced. A failed commit fails every
+announced; `apply` returns once its change is announced (or, for a change that says so —
+a claim, a progress step — once committed). A failed commit fails every
 change of the batch with the same error, except a batch refused for one item's data
 (not `OperationalError`): its items are then retried one transaction each.
 """
@@ -77,6 +78,9 @@ class Change:
     with_payload: bool = False
     after_commit: AfterCommit | None = None
     """More Redis commands for the announcement's pipeline (run only if the change applied)."""
+    announced_first: bool = True
+    """Whether `apply` returns only once the new state is announced (else once committed:
+    a claim or a progress step need not wait for Redis before the job goes on)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +189,7 @@ class JobStateWriter:
     """Applies job-state changes (and inserts new rows) in batches; one per process, used
     from one event loop. Commits are serial; a batch's announcement runs while the next
     batch commits (announcements stay in commit order), and a change's `apply` returns
-    once its state is announced."""
+    once its state is announced (see `Change.announced_first`)."""
 
     settings: Settings
     db: Database
@@ -246,6 +250,11 @@ class JobStateWriter:
                     item.future.cancel()
                 self._pending.clear()
                 raise
+            for pending, result in zip(batch, results, strict=True):
+                change = pending.item
+                committed_is_enough = isinstance(change, Change) and not change.announced_first
+                if committed_is_enough and not pending.future.done():
+                    pending.future.set_result(result)
             self._unannounced.append((batch, results))
             if self._announcing is None or self._announcing.done():
                 self._announcing = asyncio.create_task(self._announce())
