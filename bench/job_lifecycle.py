@@ -1,13 +1,17 @@
 """`job_lifecycle`: no-op jobs/s through our lifecycle wrapper vs raw arq, same worker settings.
 
 A temp DATA_DIR is migrated with `alembic upgrade head`. Per case the Redis database is
-flushed, N jobs are enqueued *before* the worker starts, then one worker process
-(`arq bench.lifecycle_worker.BenchWorkerSettings`) is started; the clock runs from the end
-of its on_startup (it writes a timestamp to Redis) until
+flushed, N jobs are enqueued *before* the worker starts, then one worker process with the
+settings class `bench.lifecycle_worker.BenchWorkerSettings` is started; the clock runs
+from the end of its on_startup (it writes a timestamp to Redis) until
 - wrapper: the last of the N job rows is `succeeded` (the rows are created first with
   shared.jobs.service.create_job, for a fresh user, and enqueued with their id as arq id);
-- raw: arq's queue is empty (arq removes a job from it only once the job has finished).
-Both are polled every POLL_S. Cases alternate raw/wrapper, ROUNDS times, per profile.
+- arq, raw: arq's queue is empty (arq removes a job from it only once it has finished).
+Both are polled every POLL_S. The cases, alternated ROUNDS times per profile:
+- arq: a raw no-op function run by stock arq (its CLI, `arq <settings>`): the baseline;
+- raw: the same raw function run by our worker (`python -m worker <settings>`: arq with
+  our start loop, worker/scheduler.py), i.e. what the scheduler alone changes;
+- wrapper: a no-op handler through our lifecycle wrapper, run by our worker.
 """
 
 from __future__ import annotations
@@ -47,7 +51,13 @@ PROFILES = tuple(os.environ.get("BENCH_PROFILES", "default,tuned").split(","))
 POLL_S = 0.005
 TIMEOUT_S = 300.0
 TARGET_RATIO, TARGET_TUNED_RATE = 0.7, 1000.0
-WORKER_ARGV = [str(BIN / "python"), "-m", "worker", "bench.lifecycle_worker.BenchWorkerSettings"]
+SETTINGS_CLASS = "bench.lifecycle_worker.BenchWorkerSettings"
+WORKER_ARGV = {
+    "arq": [str(BIN / "arq"), SETTINGS_CLASS],
+    "raw": [str(BIN / "python"), "-m", "worker", SETTINGS_CLASS],
+    "wrapper": [str(BIN / "python"), "-m", "worker", SETTINGS_CLASS],
+}
+CASES = tuple(WORKER_ARGV)
 
 
 async def _create_rows(settings: Settings, n: int) -> tuple[str, list[str]]:
@@ -91,7 +101,7 @@ def _cpu_seconds(pid: int) -> float:
 def _run_case(
     settings: Settings, env: dict[str, str], case: str, log_file: Path
 ) -> tuple[float, float]:
-    """Seconds the worker needed for JOBS jobs of `case` ("raw" or "wrapper"), and the CPU
+    """Seconds the worker needed for JOBS jobs of `case` (one of CASES), and the CPU
     seconds it used meanwhile (its imports and startup left out)."""
     flushdb(settings.redis_url)
     user_id = None
@@ -104,7 +114,7 @@ def _run_case(
     db_path = settings.resolved_database_url.split("///", 1)[1]
     db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        with spawned(WORKER_ARGV, env=env, log_file=log_file) as worker:
+        with spawned(WORKER_ARGV[case], env=env, log_file=log_file) as worker:
             deadline = time.monotonic() + TIMEOUT_S
             while (ready := client.get(READY_KEY)) is None:
                 if worker.poll() is not None or time.monotonic() > deadline:
@@ -151,10 +161,10 @@ def main() -> None:
         migrate({**os.environ, **base_env})
         for profile in PROFILES:
             env = {**os.environ, **base_env, "BENCH_PROFILE": profile, "PYTHONUNBUFFERED": "1"}
-            rates: dict[str, list[float]] = {"raw": [], "wrapper": []}
-            cpu_ms: dict[str, list[float]] = {"raw": [], "wrapper": []}
+            rates: dict[str, list[float]] = {case: [] for case in CASES}
+            cpu_ms: dict[str, list[float]] = {case: [] for case in CASES}
             for round_no in range(1, ROUNDS + 1):
-                for case in ("raw", "wrapper"):
+                for case in CASES:
                     log_file = data_dir / f"worker-{profile}-{case}-{round_no}.log"
                     seconds, cpu = _run_case(settings, env, case, log_file)
                     rates[case].append(JOBS / seconds)
@@ -162,10 +172,10 @@ def main() -> None:
                     rows.append(
                         [profile, round_no, case, JOBS, seconds, JOBS / seconds, 1000 * cpu / JOBS]
                     )
-            raw, wrapped = median(rates["raw"]), median(rates["wrapper"])
-            cpu_raw, cpu_wrapped = median(cpu_ms["raw"]), median(cpu_ms["wrapper"])
-            cpu_text = f"{cpu_raw:.2f} / {cpu_wrapped:.2f}"
-            summary.append([profile, raw, wrapped, f"{wrapped / raw:.2f}", cpu_text])
+            arq, raw, wrapped = (median(rates[case]) for case in CASES)
+            cpu_text = " / ".join(f"{median(cpu_ms[case]):.2f}" for case in CASES)
+            ratios = [f"{wrapped / arq:.2f}", f"{wrapped / raw:.2f}"]
+            summary.append([profile, arq, raw, wrapped, *ratios, cpu_text])
     finally:
         flushdb(url)
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -174,7 +184,9 @@ def main() -> None:
     migrate_line = command_line([str(BIN / "alembic"), "upgrade", "head"], base_env)
     print("migrate: " + migrate_line.replace(str(data_dir), "$TMPDIR"))
     worker_env = {**base_env, "BENCH_PROFILE": "default|tuned"}
-    print("worker:  " + command_line(WORKER_ARGV, worker_env).replace(str(data_dir), "$TMPDIR"))
+    for case, argv in WORKER_ARGV.items():
+        line = command_line(argv, worker_env).replace(str(data_dir), "$TMPDIR")
+        print(f"{case + ':':8s} {line}")
     for profile in PROFILES:
         shown = {k: v for k, v in profile_settings(profile).items() if k != "queue_name"}
         if shown["queue_read_limit"] is None:  # arq's default
@@ -183,9 +195,9 @@ def main() -> None:
     print()
     print(table(["profile", "round", "case", "jobs", "seconds", "jobs/s", "CPU ms/job"], rows))
     print()
-    headers = ["profile", "raw jobs/s", "wrapper jobs/s", "wrapper/raw", "CPU ms/job raw / wrapper"]
-    print(table(headers, summary))
+    headers = ["profile", "jobs/s: arq", "raw", "wrapper", "wrapper/arq", "wrapper/raw"]
+    print(table([*headers, "CPU ms/job: arq / raw / wrapper"], summary))
     print("(medians; CPU: the worker process, all threads, from the end of its startup)")
     print(
-        f"targets: wrapper/raw >= {TARGET_RATIO}; tuned wrapper >= {TARGET_TUNED_RATE:,.0f} jobs/s"
+        f"targets: wrapper/arq >= {TARGET_RATIO}; tuned wrapper >= {TARGET_TUNED_RATE:,.0f} jobs/s"
     )
