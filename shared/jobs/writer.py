@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 256
 AfterCommit = Callable[[Pipeline, JobState], None]
 _Shape = tuple[tuple[str, ...], tuple[str, ...], bool, bool]
-_Prepared = tuple[Update | Insert, dict[str, Any]]
+_Prepared = tuple[Update | Insert, dict[str, Any] | list[dict[str, Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,10 @@ class Change:
 class NewRows:
     """Rows to insert together, all or none (e.g. a material and its queued job). After the
     commit, `jobs` (the new jobs' states) are stored as poll snapshots and enqueued, in the
-    batch's announcement pipeline; if that fails, the reaper enqueues them later."""
+    batch's announcement pipeline; if that fails, the reaper enqueues them later.
+
+    A batch inserts all its rows of a table in one statement, tables in the order they
+    first appear in it: list a row's table after the tables of the rows it refers to."""
 
     rows: tuple[tuple[Table, dict[str, Any]], ...]
     jobs: tuple[JobState, ...] = ()
@@ -152,6 +155,17 @@ def _insert(table: Table) -> Insert:
     if statement is None:
         statement = _INSERTS[table] = insert(table)
     return statement
+
+
+def _grouped_inserts(batch: list[_Pending]) -> list[_Prepared]:
+    """The batch's new rows as one executemany per table: for the API's notes (a material
+    and a job each) a statement per row took 2–3× as long (batches of 16 on SQLite)."""
+    rows: dict[Table, list[dict[str, Any]]] = {}
+    for pending in batch:
+        if isinstance(pending.item, NewRows):
+            for table, row in pending.item.rows:
+                rows.setdefault(table, []).append(row)
+    return [(_insert(table), table_rows) for table, table_rows in rows.items()]
 
 
 def _order_key(item: Change | NewRows) -> tuple[int, str]:
@@ -302,15 +316,13 @@ class JobStateWriter:
 
     async def _commit(self, batch: list[_Pending]) -> list[Applied | None]:
         now = datetime.now(UTC)
-        prepared: list[_Prepared] = []
+        prepared = _grouped_inserts(batch)
         starts: list[tuple[int, int]] = []
         for i in sorted(range(len(batch)), key=lambda i: _order_key(batch[i].item)):
             item = batch[i].item
             starts.append((i, len(prepared)))
             if isinstance(item, Change):
                 prepared.append(_prepare(item, now))
-            else:
-                prepared.extend((_insert(table), row) for table, row in item.rows)
         rows = await self._get_runner().run(prepared)
         results: list[Applied | None] = [None] * len(batch)
         for i, start in starts:
