@@ -31,11 +31,20 @@ _MESSAGES: dict[LimitName, str] = {
 
 async def enforce(resources: Resources, name: LimitName, subject: str) -> None:
     """Count a request against limit `name` for `subject`; raise RateLimited when over."""
-    rate = ratelimit.Rate.parse(getattr(resources.settings, f"rate_limit_{name}"))
-    key = ratelimit.subject_key(name, subject)
-    wait_s = await ratelimit.hit(resources.redis, key, rate)
+    rate, key = limit_of(resources, name, subject)
+    wait_s = await resources.limiter.hit(key, rate)
     if wait_s:
-        raise RateLimited(f"{_MESSAGES[name]} Try again in {wait_s} s.", retry_after_s=wait_s)
+        raise refused(name, wait_s)
+
+
+def limit_of(resources: Resources, name: LimitName, subject: str) -> tuple[ratelimit.Rate, str]:
+    """The rate of limit `name` (from the settings) and its Redis key for `subject`."""
+    rate = ratelimit.Rate.parse(getattr(resources.settings, f"rate_limit_{name}"))
+    return rate, ratelimit.subject_key(name, subject)
+
+
+def refused(name: LimitName, wait_s: int) -> RateLimited:
+    return RateLimited(f"{_MESSAGES[name]} Try again in {wait_s} s.", retry_after_s=wait_s)
 
 
 def client_ip(request: Request) -> str:
