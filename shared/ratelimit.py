@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, cast
 
 from pydantic import AfterValidator
 from redis.asyncio import Redis
@@ -29,25 +29,40 @@ _PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}
 _PERIODS |= {"h": 3600, "hour": 3600, "d": 86400, "day": 86400}
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(\d*)\s*(second|sec|s|minute|min|m|hour|h|day|d)s?\s*")
 
-# KEYS[1]: the limit's key; KEYS[2..]: keys any of which, when it exists, refuses the
-# request before it is counted (a revoked token's marks). ARGV[1]: ms between requests
-# (period / count). ARGV[2]: the period in ms (how far ahead of now the arrival time may
-# run). Returns -1 when a refusing key exists, 0 when the request is allowed (and
-# counted), else the ms until it would be.
+# A batch of checks, in order. ARGV[1]: their number; then, per check, the number of its
+# keys, the ms between requests (period / count) and the period in ms (how far ahead of now
+# the arrival time may run). KEYS, per check: the limit's key, then keys any of which, when
+# it exists, refuses the request before it is counted (a revoked token's marks). Returns,
+# per check, -1 when a refusing key exists, 0 when the request is allowed (and counted),
+# else the ms until it would be.
 _GCRA = """
-for i = 2, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then return -1 end
-end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local interval = tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local next_tat = tat + interval
-local wait = next_tat - tonumber(ARGV[2]) - now
-if wait > 0 then return wait end
-redis.call('SET', KEYS[1], next_tat, 'PX', next_tat - now)
-return 0
+local results = {}
+local k = 1
+for c = 1, tonumber(ARGV[1]) do
+  local nkeys = tonumber(ARGV[3 * c - 1])
+  local interval = tonumber(ARGV[3 * c])
+  local period = tonumber(ARGV[3 * c + 1])
+  local result = 0
+  for i = k + 1, k + nkeys - 1 do
+    if redis.call('EXISTS', KEYS[i]) == 1 then result = -1 break end
+  end
+  if result == 0 then
+    local tat = tonumber(redis.call('GET', KEYS[k])) or now
+    if tat < now then tat = now end
+    local next_tat = tat + interval
+    local wait = next_tat - period - now
+    if wait > 0 then
+      result = wait
+    else
+      redis.call('SET', KEYS[k], next_tat, 'PX', next_tat - now)
+    end
+  end
+  results[c] = result
+  k = k + nkeys
+end
+return results
 """
 _GCRA_SHA = hashlib.sha1(_GCRA.encode()).hexdigest()  # noqa: S324 - Redis names scripts so
 
@@ -96,9 +111,10 @@ class _Check:
 class Limiter:
     """Counts requests against limits; one per process and event loop.
 
-    The checks asked for while one is in flight go to Redis together in the next pipeline:
-    under load a round trip (its socket write above all) cost as much CPU as everything
-    else a check does. Each check is still its own script run, atomic on its own.
+    The checks asked for while one is in flight go to Redis together, in one run of the
+    script: under load a round trip (its socket write above all) and each command's
+    packing and parsing cost more CPU than the check itself. The script takes the checks
+    one after the other, so each is as atomic as on its own.
     """
 
     def __init__(self, redis: Redis) -> None:
@@ -119,25 +135,23 @@ class Limiter:
     async def close(self) -> None:
         await self._batcher.close()
 
-    async def _run(self, checks: list[_Check]) -> list[int | Exception | None]:
-        replies = await self._evaluate(checks)
-        unknown = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        if unknown:  # a new (or flushed) Redis: load the script, run those checks again
+    async def _run(self, checks: list[_Check]) -> list[int | None]:
+        keys: list[str] = []
+        args: list[str] = [str(len(checks))]
+        for check in checks:
+            period_ms = check.rate.period_s * 1000
+            interval_ms = max(1, period_ms // check.rate.count)  # never fewer than `count`
+            keys += (check.key, *check.refusing)
+            args += (str(1 + len(check.refusing)), str(interval_ms), str(period_ms))
+        try:
+            replies = await self._evaluate(keys, args)
+        except NoScriptError:  # a new (or flushed) Redis: nothing ran; load the script
             await self._redis.script_load(_GCRA)
-            again = await self._evaluate([checks[i] for i in unknown])
-            for i, reply in zip(unknown, again, strict=True):
-                replies[i] = reply
-        return [reply if isinstance(reply, Exception) else _wait_s(reply) for reply in replies]
+            replies = await self._evaluate(keys, args)
+        return [_wait_s(reply) for reply in replies]
 
-    async def _evaluate(self, checks: list[_Check]) -> list[Any]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for check in checks:
-                period_ms = check.rate.period_s * 1000
-                interval_ms = max(1, period_ms // check.rate.count)  # never fewer than count
-                keys = (check.key, *check.refusing)
-                pipe.evalsha(_GCRA_SHA, len(keys), *keys, str(interval_ms), str(period_ms))
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies
+    def _evaluate(self, keys: list[str], args: list[str]) -> Awaitable[list[int]]:
+        return cast("Awaitable[list[int]]", self._redis.evalsha(_GCRA_SHA, len(keys), *keys, *args))
 
 
 def _wait_s(wait_ms: int) -> int | None:
