@@ -8,6 +8,7 @@ peer; behind a reverse proxy, uvicorn must trust the proxy's X-Forwarded-For
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
@@ -39,8 +40,13 @@ async def enforce(resources: Resources, name: LimitName, subject: str) -> None:
 
 def limit_of(resources: Resources, name: LimitName, subject: str) -> tuple[ratelimit.Rate, str]:
     """The rate of limit `name` (from the settings) and its Redis key for `subject`."""
-    rate = ratelimit.Rate.parse(getattr(resources.settings, f"rate_limit_{name}"))
+    rate = _parsed(getattr(resources.settings, f"rate_limit_{name}"))
     return rate, ratelimit.subject_key(name, subject)
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed(text: str) -> ratelimit.Rate:
+    return ratelimit.Rate.parse(text)  # a regular expression: once per setting, not per request
 
 
 def refused(name: LimitName, wait_s: int) -> RateLimited:
