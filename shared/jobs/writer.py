@@ -61,7 +61,7 @@ from shared.db import Database
 from shared.db.engine import blocking_sqlite_engine
 from shared.jobs.models import Job
 from shared.jobs.schemas import JobOut
-from shared.jobs.service import JOB_COLUMNS, JobState, queue_announcement, queue_enqueue
+from shared.jobs.service import JOB_COLUMNS, JobState, queue_announcement, queue_new_jobs
 
 log = logging.getLogger(__name__)
 
@@ -351,13 +351,11 @@ class JobStateWriter:
         try:
             # MULTI/EXEC, as metrics' histogram wants (a bucket and its sum together).
             async with self.redis.pipeline(transaction=True) as pipe:
+                # New jobs first: theirs are the first states of their jobs.
+                queue_new_jobs(pipe, queue_name, _new_jobs(batch))
                 for pending, result in zip(batch, results, strict=True):
                     item = pending.item
-                    if isinstance(item, NewRows):
-                        for state in item.jobs:
-                            queue_announcement(pipe, state, publish=False)
-                            queue_enqueue(pipe, queue_name, state.job.kind, state.job.id)
-                    elif result is not None:
+                    if isinstance(item, Change) and result is not None:
                         queue_announcement(pipe, result.state)
                         if item.after_commit is not None:
                             item.after_commit(pipe, result.state)
@@ -365,6 +363,10 @@ class JobStateWriter:
                     await pipe.execute()
         except Exception:  # the rows are the truth; a poll falls back to them
             log.warning("could not announce %d job changes", len(batch), exc_info=True)
+
+
+def _new_jobs(batch: list[_Pending]) -> list[JobState]:
+    return [state for p in batch if isinstance(p.item, NewRows) for state in p.item.jobs]
 
 
 def _fail(batch: list[_Pending], exc: BaseException) -> None:
