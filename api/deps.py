@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.account.erase import signed_out_key
 from shared.auth import security
 from shared.auth import service as auth
+from shared.auth.security import TokenClaims
 from shared.config import Settings
 from shared.errors import Unauthorized
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -72,9 +73,8 @@ async def current_principal(
     round trip) or an X-API-Key."""
     if token:
         claims = security.decode_token(resources.settings.jwt_secret, token, expected_type="access")
-        revoked = (REVOKED_ACCESS_PREFIX + claims.jti, signed_out_key(claims.user_id))
-        if await resources.redis.exists(*revoked):
-            raise Unauthorized("The token has been revoked.")
+        if await resources.redis.exists(*revocation_keys(claims)):
+            raise revoked()
         return Principal(claims.user_id, claims.jti, claims.expires_at.timestamp())
     if api_key:
         async with resources.db.read_sessionmaker() as session:
@@ -83,6 +83,16 @@ async def current_principal(
             raise Unauthorized("The API key is not valid.")
         return Principal(user_id)
     raise Unauthorized("Authentication required: send a Bearer token or an X-API-Key.")
+
+
+def revocation_keys(claims: TokenClaims) -> tuple[str, str]:
+    """The Redis keys whose existence revokes an access token: its own mark (logout) and
+    its user's (the account was erased)."""
+    return REVOKED_ACCESS_PREFIX + claims.jti, signed_out_key(claims.user_id)
+
+
+def revoked() -> Unauthorized:
+    return Unauthorized("The token has been revoked.")
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]

@@ -40,7 +40,7 @@ class JobPollFastPath:
         await self.app(scope, receive, send)
 
     async def _serve(self, scope: Scope, send: Send, job_id: str) -> bool:
-        token = _bearer(scope)
+        token = bearer_token(scope)
         resources: Resources | None = getattr(scope["app"].state, "resources", None)
         if token is None or resources is None:
             return False
@@ -65,7 +65,7 @@ class JobPollFastPath:
         return True
 
 
-def _bearer(scope: Scope) -> str | None:
+def bearer_token(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")

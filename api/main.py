@@ -27,6 +27,7 @@ from api.routers import (
     quizzes,
     search,
 )
+from api.text_fastpath import TextMaterialFastPath
 from shared.config import Settings, get_settings
 from shared.logging import configure_logging
 from shared.resources import Resources
@@ -54,7 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     # The last one added runs first: request id and metrics, CORS, then the body limit,
-    # then the job-poll fast path.
+    # then the fast paths of the job poll and of the text note.
+    app.add_middleware(TextMaterialFastPath)
     app.add_middleware(JobPollFastPath)
     app.add_middleware(
         BodySizeLimit,

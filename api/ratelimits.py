@@ -8,6 +8,7 @@ peer; behind a reverse proxy, uvicorn must trust the proxy's X-Forwarded-For
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
@@ -31,11 +32,25 @@ _MESSAGES: dict[LimitName, str] = {
 
 async def enforce(resources: Resources, name: LimitName, subject: str) -> None:
     """Count a request against limit `name` for `subject`; raise RateLimited when over."""
-    rate = ratelimit.Rate.parse(getattr(resources.settings, f"rate_limit_{name}"))
-    key = ratelimit.subject_key(name, subject)
-    wait_s = await ratelimit.hit(resources.redis, key, rate)
+    rate, key = limit_of(resources, name, subject)
+    wait_s = await resources.limiter.hit(key, rate)
     if wait_s:
-        raise RateLimited(f"{_MESSAGES[name]} Try again in {wait_s} s.", retry_after_s=wait_s)
+        raise refused(name, wait_s)
+
+
+def limit_of(resources: Resources, name: LimitName, subject: str) -> tuple[ratelimit.Rate, str]:
+    """The rate of limit `name` (from the settings) and its Redis key for `subject`."""
+    rate = _parsed(getattr(resources.settings, f"rate_limit_{name}"))
+    return rate, ratelimit.subject_key(name, subject)
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed(text: str) -> ratelimit.Rate:
+    return ratelimit.Rate.parse(text)  # a regular expression: once per setting, not per request
+
+
+def refused(name: LimitName, wait_s: int) -> RateLimited:
+    return RateLimited(f"{_MESSAGES[name]} Try again in {wait_s} s.", retry_after_s=wait_s)
 
 
 def client_ip(request: Request) -> str:

@@ -14,7 +14,8 @@ from shared.clients.vectorstore import VectorStore
 from shared.config import Settings
 from shared.db import Database
 from shared.jobs.writer import JobStateWriter
-from shared.storage import ensure_layout
+from shared.ratelimit import Limiter
+from shared.storage import TextFiles, ensure_layout
 
 if TYPE_CHECKING:
     from shared.clients.transcription import AssemblyAITranscriber
@@ -34,6 +35,8 @@ class Resources:
     llm: LLM
     _transcriber: AssemblyAITranscriber | None = field(default=None, repr=False)
     _job_states: JobStateWriter | None = field(default=None, repr=False)
+    _text_files: TextFiles | None = field(default=None, repr=False)
+    _limiter: Limiter | None = field(default=None, repr=False)
 
     @property
     def transcriber(self) -> AssemblyAITranscriber:
@@ -51,6 +54,20 @@ class Resources:
         if self._job_states is None:
             self._job_states = JobStateWriter(self.settings, self.db, self.redis)
         return self._job_states
+
+    @property
+    def limiter(self) -> Limiter:
+        """The API's rate limits, checked in batched round trips (built on first use)."""
+        if self._limiter is None:
+            self._limiter = Limiter(self.redis)
+        return self._limiter
+
+    @property
+    def text_files(self) -> TextFiles:
+        """Batched writes of text files off the loop (built on first use)."""
+        if self._text_files is None:
+            self._text_files = TextFiles()
+        return self._text_files
 
     @classmethod
     async def open(cls, settings: Settings, redis: ArqRedis | None = None) -> Resources:
@@ -79,6 +96,10 @@ class Resources:
             await close_embedder()
         if self._transcriber is not None:
             self._transcriber.close()
+        if self._text_files is not None:
+            await self._text_files.close()
+        if self._limiter is not None:
+            await self._limiter.close()
         if self._job_states is not None:
             await self._job_states.close()
         await self.db.dispose()

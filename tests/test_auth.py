@@ -5,12 +5,17 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import jwt
+import pytest
 
+from shared.auth import security
 from shared.config import Settings
+from shared.errors import Unauthorized
 from tests.conftest import Account, assert_error, sign_up
 
 
@@ -171,3 +176,20 @@ async def test_special_use_email_domains_are_refused_as_documented(
     pattern = schema["components"]["schemas"]["RegisterIn"]["properties"]["email"]["pattern"]
     assert re.match(pattern, "ada@example.com")
     assert not re.match(pattern, "ada@school.TeSt")
+
+
+def test_a_verified_token_is_still_checked_for_expiry() -> None:
+    secret = f"secret-{uuid.uuid4().hex}"
+    token, claims = security.encode_token(
+        secret, user_id="u1", token_type="access", lifetime=timedelta(seconds=2)
+    )
+    decoded = security.decode_token(secret, token, expected_type="access")
+    assert (decoded.user_id, decoded.jti) == (claims.user_id, claims.jti)
+    assert security.decode_token(secret, token, expected_type="access") is decoded  # cached
+    with pytest.raises(Unauthorized, match="refresh token is required"):
+        security.decode_token(secret, token, expected_type="refresh")  # cached: same answer
+    with pytest.raises(Unauthorized, match="not valid"):
+        security.decode_token(secret + "x", token, expected_type="access")
+    time.sleep(max(0.0, claims.expires_at.timestamp() - time.time()) + 0.05)
+    with pytest.raises(Unauthorized, match="expired"):
+        security.decode_token(secret, token, expected_type="access")

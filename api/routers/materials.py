@@ -37,7 +37,7 @@ async def create_text_material(
 ) -> MaterialCreated:
     """Store a note; a `process_material` job makes it searchable. Poll the job."""
     material, job = await materials.create_text_material(
-        resources.job_states, resources.settings, user_id, data
+        resources.job_states, resources.text_files, resources.settings, user_id, data
     )
     return MaterialCreated(material=material, job=job.job)
 

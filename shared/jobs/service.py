@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -131,15 +132,39 @@ async def enqueue(queue: ArqRedis, kind: str, job_id: str) -> None:
     await queue.enqueue_job(kind, job_id, _job_id=job_id)
 
 
-def queue_enqueue(pipe: Pipeline, queue_name: str, kind: str, job_id: str) -> None:
-    """`enqueue` as commands of a pipeline, for a job id that arq cannot know yet (a new
-    row's): arq's own WATCH + EXISTS check for a duplicate id (two round trips) is skipped;
-    the job is stored and queued as `ArqRedis.enqueue_job` stores it (default serializer,
-    expiring a day after it was enqueued)."""
+# KEYS[1]: arq's queue; then, per job, its snapshot key and arq's job key. ARGV[1]: the
+# enqueue time (ms, the queue's score), ARGV[2]: how long arq keeps a job (ms); then, per
+# job, its snapshot, the snapshot's TTL (s), arq's serialized job and the job id.
+_ANNOUNCE_NEW_JOBS = """
+for i = 1, (#KEYS - 1) / 2 do
+  redis.call('SET', KEYS[2 * i], ARGV[4 * i - 1], 'EX', ARGV[4 * i])
+  redis.call('PSETEX', KEYS[2 * i + 1], ARGV[2], ARGV[4 * i + 1])
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4 * i + 2])
+end
+"""
+
+
+def queue_new_jobs(pipe: Pipeline, queue_name: str, states: Sequence[JobState]) -> None:
+    """Announce (`queue_announcement`, unpublished: nobody listens yet) and enqueue new jobs
+    whose rows were committed, all in one command of the pipeline: three per job (a
+    snapshot, arq's job, its queue entry), each packed, queued and answered in the
+    transaction, were most of the announcement's CPU for a batch of the API's notes.
+
+    Each job is enqueued as `ArqRedis.enqueue_job` stores it (default serializer, expiring
+    a day after it was enqueued), without arq's WATCH + EXISTS check for a duplicate id
+    (two round trips), which a new row's id cannot need."""
+    if not states:
+        return
     now = timestamp_ms()
-    job = serialize_job(kind, (job_id,), {}, None, now)
-    pipe.psetex(job_key_prefix + job_id, expires_extra_ms, job)
-    pipe.zadd(queue_name, {job_id: now})
+    keys: list[str] = [queue_name]
+    args: list[str | bytes | int] = [now, expires_extra_ms]
+    for state in states:
+        job_id = state.job.id
+        keys += (snapshot_key(state.user_id, job_id), job_key_prefix + job_id)
+        job = serialize_job(state.job.kind, (job_id,), {}, None, now)
+        args += (*_snapshot(state), job, job_id)
+    # redis-py's stubs want str arguments; it sends bytes and ints as they are.
+    pipe.eval(_ANNOUNCE_NEW_JOBS, len(keys), *keys, *args)  # type: ignore[arg-type]
 
 
 def _owned(user_id: str, job_id: str) -> Select[Any]:
@@ -218,12 +243,18 @@ async def announce(redis: Redis, state: JobState, *, publish: bool = True) -> No
 
 def queue_announcement(pipe: Pipeline, state: JobState, *, publish: bool = True) -> None:
     """Add `announce`'s commands to a pipeline (to announce several states at once)."""
-    data = orjson.dumps(state.job.model_dump(mode="json"))
-    final = state.job.status in TERMINAL_STATUSES
-    ttl = FINAL_SNAPSHOT_TTL_S if final else ACTIVE_SNAPSHOT_TTL_S
+    data, ttl = _snapshot(state)
     pipe.set(snapshot_key(state.user_id, state.job.id), data, ex=ttl)
     if publish:
         pipe.publish(job_events_channel(state.job.id), data)
+
+
+def _snapshot(state: JobState) -> tuple[bytes, int]:
+    """The job's JSON as the poll serves it, and how long to keep it (s)."""
+    final = state.job.status in TERMINAL_STATUSES
+    return orjson.dumps(state.job.model_dump(mode="json")), (
+        FINAL_SNAPSHOT_TTL_S if final else ACTIVE_SNAPSHOT_TTL_S
+    )
 
 
 async def cancel_job(session: AsyncSession, user_id: str, job_id: str) -> JobState:

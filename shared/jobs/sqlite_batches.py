@@ -28,7 +28,9 @@ from shared.config import Settings
 from shared.db.engine import blocking_sqlite_engine
 
 Row = Mapping[Any, Any]
-Prepared = tuple[Update | Insert, dict[str, Any]]
+Params = dict[str, Any] | list[dict[str, Any]]
+Prepared = tuple[Update | Insert, Params]
+"""A statement and its parameters (a list of rows: one executemany of an insert)."""
 _Convert = Callable[[Any], Any] | None
 
 
@@ -131,10 +133,7 @@ class SqliteBatches:
         try:
             _execute(cursor, "BEGIN IMMEDIATE")
             try:
-                rows = [
-                    self._update(statement).run(cursor, params)  # type: ignore[arg-type]
-                    for statement, params in batch
-                ]
+                rows = [self._run_update(cursor, statement, params) for statement, params in batch]
                 _execute(cursor, "COMMIT")
             except BaseException:
                 cursor.execute("ROLLBACK")
@@ -142,6 +141,12 @@ class SqliteBatches:
             return rows
         finally:
             cursor.close()
+
+    def _run_update(
+        self, cursor: DBAPICursor, statement: Update | Insert, params: Params
+    ) -> Row | None:
+        assert isinstance(statement, Update) and isinstance(params, dict)  # one row each
+        return self._update(statement).run(cursor, params)
 
     def _run_mixed(self, connection: Connection, batch: Sequence[Prepared]) -> list[Row | None]:
         """Inserts through SQLAlchemy (its column defaults), updates on the driver, one
@@ -152,7 +157,7 @@ class SqliteBatches:
             try:
                 for statement, params in batch:
                     if isinstance(statement, Update):
-                        rows.append(self._update(statement).run(cursor, params))
+                        rows.append(self._run_update(cursor, statement, params))
                     else:
                         connection.execute(statement, params)
                         rows.append(None)

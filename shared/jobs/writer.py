@@ -57,7 +57,7 @@ from shared.config import Settings
 from shared.db import Database
 from shared.jobs.models import Job
 from shared.jobs.schemas import JobOut
-from shared.jobs.service import JOB_COLUMNS, JobState, queue_announcement, queue_enqueue
+from shared.jobs.service import JOB_COLUMNS, JobState, queue_announcement, queue_new_jobs
 from shared.jobs.sqlite_batches import Prepared, Row, SqliteBatches
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,10 @@ class Change:
 class NewRows:
     """Rows to insert together, all or none (e.g. a material and its queued job). After the
     commit, `jobs` (the new jobs' states) are stored as poll snapshots and enqueued, in the
-    batch's announcement pipeline; if that fails, the reaper enqueues them later."""
+    batch's announcement pipeline; if that fails, the reaper enqueues them later.
+
+    A batch inserts all its rows of a table in one statement, tables in the order they
+    first appear in it: list a row's table after the tables of the rows it refers to."""
 
     rows: tuple[tuple[Table, dict[str, Any]], ...]
     jobs: tuple[JobState, ...] = ()
@@ -151,6 +154,17 @@ def _insert(table: Table) -> Insert:
     if statement is None:
         statement = _INSERTS[table] = insert(table)
     return statement
+
+
+def _grouped_inserts(batch: list[_Pending]) -> list[Prepared]:
+    """The batch's new rows as one executemany per table: for the API's notes (a material
+    and a job each) a statement per row took 2–3× as long (batches of 16 on SQLite)."""
+    rows: dict[Table, list[dict[str, Any]]] = {}
+    for pending in batch:
+        if isinstance(pending.item, NewRows):
+            for table, row in pending.item.rows:
+                rows.setdefault(table, []).append(row)
+    return [(_insert(table), table_rows) for table, table_rows in rows.items()]
 
 
 def _order_key(item: Change | NewRows) -> tuple[int, str]:
@@ -277,15 +291,13 @@ class JobStateWriter:
 
     async def _commit(self, batch: list[_Pending]) -> list[Applied | None]:
         now = datetime.now(UTC)
-        prepared: list[Prepared] = []
+        prepared = _grouped_inserts(batch)
         starts: list[tuple[int, int]] = []
         for i in sorted(range(len(batch)), key=lambda i: _order_key(batch[i].item)):
             item = batch[i].item
             starts.append((i, len(prepared)))
             if isinstance(item, Change):
                 prepared.append(_prepare(item, now))
-            else:
-                prepared.extend((_insert(table), row) for table, row in item.rows)
         rows = await self._get_runner().run(prepared)
         results: list[Applied | None] = [None] * len(batch)
         for i, start in starts:
@@ -314,13 +326,11 @@ class JobStateWriter:
         try:
             # MULTI/EXEC, as metrics' histogram wants (a bucket and its sum together).
             async with self.redis.pipeline(transaction=True) as pipe:
+                # New jobs first: theirs are the first states of their jobs.
+                queue_new_jobs(pipe, queue_name, _new_jobs(batch))
                 for pending, result in zip(batch, results, strict=True):
                     item = pending.item
-                    if isinstance(item, NewRows):
-                        for state in item.jobs:
-                            queue_announcement(pipe, state, publish=False)
-                            queue_enqueue(pipe, queue_name, state.job.kind, state.job.id)
-                    elif result is not None:
+                    if isinstance(item, Change) and result is not None:
                         queue_announcement(pipe, result.state)
                         if item.after_commit is not None:
                             item.after_commit(pipe, result.state)
@@ -328,6 +338,10 @@ class JobStateWriter:
                     await pipe.execute()
         except Exception:  # the rows are the truth; a poll falls back to them
             log.warning("could not announce %d job changes", len(batch), exc_info=True)
+
+
+def _new_jobs(batch: list[_Pending]) -> list[JobState]:
+    return [state for p in batch if isinstance(p.item, NewRows) for state in p.item.jobs]
 
 
 def _fail(batch: list[_Pending], exc: BaseException) -> None:
