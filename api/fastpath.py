@@ -4,9 +4,9 @@ The frontend polls `GET /api/jobs/{id}` every second or two for every job on scr
 is the hottest read there is. Through FastAPI's routing and dependency solving it ran at
 a quarter of a bare endpoint's rate here. This pure-ASGI middleware answers the common
 case — a Bearer token and a job snapshot in Redis — with one JWT check and one Redis
-round trip (the token's revocation mark and the snapshot in a single MGET), and hands
-everything else (API keys, bad tokens, snapshot misses, other methods) to the normal
-route, which gives the same answers the slow way.
+round trip (the token's and its user's revocation marks and the snapshot in one MGET),
+and hands everything else (API keys, bad tokens, snapshot misses, other methods) to the
+normal route, which gives the same answers the slow way.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import re
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.deps import REVOKED_ACCESS_PREFIX
+from api.deps import revocation_keys
 from api.observability import ROUTE_KEY
 from shared.auth import security
 from shared.errors import Unauthorized
@@ -51,12 +51,12 @@ class JobPollFastPath:
         except Unauthorized:
             return False
         try:
-            revoked, body = await resources.redis.mget(
-                REVOKED_ACCESS_PREFIX + claims.jti, snapshot_key(claims.user_id, job_id)
+            token_revoked, user_signed_out, body = await resources.redis.mget(
+                *revocation_keys(claims), snapshot_key(claims.user_id, job_id)
             )
         except RedisError:
             return False  # the route answers (503 while Redis is down)
-        if revoked is not None or body is None:
+        if token_revoked is not None or user_signed_out is not None or body is None:
             return False
         scope[ROUTE_KEY] = _ROUTE
         headers = [*_HEADERS, (b"content-length", str(len(body)).encode())]

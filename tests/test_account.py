@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from shared.account.owned import owned_tables
 from shared.clients.vectorstore import connect
 from shared.config import Settings
+from shared.jobs.service import snapshot_key
 from tests.conftest import Account, assert_error, wait_job
 from tests.test_flashcards import add_card, make_deck, ready_material, review
 from tests.test_quizzes import attempt, make_quiz
@@ -291,6 +292,11 @@ async def test_delete_me_erases_everything_and_only_mine(
     assert not any(p.exists() for p in alices_files)
     redis = Redis.from_url(settings.redis_url)
     assert [k async for k in redis.scan_iter(match=f"brainwave:job:{alice.user_id}:*")] == []
+    # a job's last state announced after the erase (a worker finishing): still not served
+    late_job = "f" * 32
+    await redis.set(snapshot_key(alice.user_id, late_job), b'{"id": "late"}', ex=60)
+    assert_error(await client.get(f"/api/jobs/{late_job}", headers=alice.headers), 401)
+    await redis.delete(snapshot_key(alice.user_id, late_job))
     await redis.aclose()
 
     assert_error(await client.get("/api/auth/me", headers=alice.headers), 401)
