@@ -37,7 +37,9 @@ import httpx
 import psutil
 
 from bench.common import command_line, free_port, redis_url, table
-from bench.pdf_ingest import PAGES, SERVER_ARGV, make_pdf, running_system
+from bench.pdf_make import PAGES, make_pdf
+from bench.pdf_runs import SERVER_ARGV, running_system
+from bench.processes import devserver_process, find_processes
 
 PDFS = int(os.environ.get("BENCH_RSS_PDFS", "4"))
 TEXT_CHARS = int(os.environ.get("BENCH_RSS_TEXT_CHARS", "1500000"))
@@ -51,39 +53,6 @@ TARGET_MB = {"api": 200.0, "worker": 400.0}
 # docker-compose.yml's deploy.resources.limits.memory of each service.
 LIMIT_MB = {"api": 512.0, "worker": 768.0, "chroma": 1024.0}
 MB = 1024 * 1024
-
-
-def _role(process: psutil.Process) -> str | None:
-    try:
-        line = " ".join(process.cmdline())
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-    if "api.main:app" in line:
-        return "api"
-    if " -m worker" in f"{line} " and "healthcheck" not in line:
-        return "worker"
-    if "chroma" in line and " run " in f"{line} ":
-        return "chroma"
-    return None
-
-
-def find_processes(devserver_pid: int, workers: int) -> dict[str, psutil.Process]:
-    """The devserver's API, worker and Chroma children, named api, worker-1.., chroma."""
-    found: dict[str, psutil.Process] = {}
-    deadline = time.monotonic() + 30.0
-    while time.monotonic() < deadline:
-        found, count = {}, 0
-        for child in psutil.Process(devserver_pid).children():
-            role = _role(child)
-            if role == "worker":
-                count += 1
-                found[f"worker-{count}"] = child
-            elif role:
-                found[role] = child
-        if "api" in found and count == workers:
-            return found
-        time.sleep(0.2)
-    raise RuntimeError(f"devserver {devserver_pid} children not found: {sorted(found)}")
 
 
 def rss_mb(process: psutil.Process) -> float:
@@ -282,10 +251,7 @@ def run_once() -> Run:
         "WORKERS": str(WORKERS),
     }
     with running_system(env_vars) as base:
-        devserver = next(
-            p for p in psutil.Process().children() if "scripts.devserver" in " ".join(p.cmdline())
-        )
-        processes = find_processes(devserver.pid, WORKERS)
+        processes = find_processes(devserver_process().pid, WORKERS)
         result = asyncio.run(_measure(base, processes))
     result.env = {**env_vars, "DATA_DIR": "$TMPDIR"}
     return result

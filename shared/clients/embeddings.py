@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import math
 import re
@@ -97,10 +98,21 @@ def _stem(word: str) -> str:
     return word
 
 
+@functools.lru_cache(maxsize=1 << 15)
+def _term(word: str) -> str | None:
+    """The stem of a lower-cased word, None for a stopword or a one-letter stem.
+
+    Memoised: prose repeats its words, and stemming each occurrence was half of the
+    offline embedder's CPU time.
+    """
+    stem = _stem(word)
+    return None if stem in _STOPWORDS or len(stem) <= 1 else stem
+
+
 def terms(text: str) -> list[str]:
     """Lower-cased, lightly stemmed content words: the vocabulary of the offline embedder."""
-    words = (_stem(w) for w in _WORD.findall(text.lower()))
-    return [w for w in words if w not in _STOPWORDS and len(w) > 1]
+    found = (_term(w) for w in _WORD.findall(text.lower()))
+    return [t for t in found if t is not None]
 
 
 class HashingEmbedder:
@@ -119,11 +131,35 @@ class HashingEmbedder:
         self.dimension = dimension
         self.model_id = f"offline-hash-v2-{dimension}"
 
-    def embed_one(self, text: str) -> np.ndarray:
+    def embed_sync(self, texts: list[str]) -> list[list[float]]:
+        vectors: list[list[float]] = self._matrix(texts).tolist()
+        return vectors
+
+    def _matrix(self, texts: list[str]) -> np.ndarray:
+        """The L2-normalised vectors of `texts`, one float32 row each.
+
+        The hashing stays Python, one feature at a time; the buckets of the whole batch are
+        summed by one `bincount` and normalised row by row, instead of one numpy item update
+        per feature and probe (~3x less CPU per chunk). The sums are float64 before the
+        float32 cast, so a vector may differ from item-by-item float32 sums in the last bit.
+        """
+        slots: list[int] = []
+        weights: list[float] = []
+        for row, text in enumerate(texts):
+            self._hash_features(text, row * self.dimension, slots, weights)
+        sums = np.bincount(slots, weights=weights, minlength=len(texts) * self.dimension)
+        matrix = sums.reshape(len(texts), self.dimension).astype(np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        normalised: np.ndarray = np.divide(matrix, norms, out=matrix, where=norms > 0)
+        return normalised
+
+    def _hash_features(
+        self, text: str, offset: int, slots: list[int], weights: list[float]
+    ) -> None:
+        """Append each feature's bucket (`offset` + hash) and signed weight, per probe."""
         words = terms(text)
         features = Counter(words)
         features.update(f"{a} {b}" for a, b in itertools.pairwise(words))
-        vector = np.zeros(self.dimension, dtype=np.float32)
         for feature, count in features.items():
             weight = 1.0 + math.log(count)
             if " " in feature:
@@ -131,13 +167,8 @@ class HashingEmbedder:
             encoded = feature.encode()
             for probe in range(self.PROBES):
                 digest = zlib.crc32(encoded, probe)
-                sign = 1.0 if digest & 0x8000_0000 else -1.0
-                vector[digest % self.dimension] += sign * weight
-        norm = float(np.linalg.norm(vector))
-        return vector / norm if norm > 0 else vector
-
-    def embed_sync(self, texts: list[str]) -> list[list[float]]:
-        return [self.embed_one(t).tolist() for t in texts]
+                slots.append(offset + digest % self.dimension)
+                weights.append(weight if digest & 0x8000_0000 else -weight)
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         return await asyncio.to_thread(self.embed_sync, texts)

@@ -24,6 +24,8 @@ from chromadb.api.models.AsyncCollection import AsyncCollection
 from chromadb.config import Settings as ChromaSettings
 from redis.asyncio import Redis
 
+from shared.turns import RedisTurns
+
 
 @dataclass(frozen=True, slots=True)
 class VectorHit:
@@ -53,16 +55,16 @@ async def connect(url: str) -> AsyncClientAPI:
 class VectorStore:
     """Connects on first use, so a process starts (and reports not-ready) while Chroma is down.
 
-    Writes from every process are serialised by a Redis lock, one batch at a time: the
-    Chroma 1.5 server indexes ~1,000 vectors/s for one or two writers but collapses to
-    ~70/s with six concurrent writers (measured here, 768 dimensions), so taking turns is
-    ~10x faster than writing at once.
+    Writes from every process take turns through Redis (`shared.turns`), one batch at a
+    time: the Chroma 1.5 server indexes ~1,000 vectors/s for one or two writers but
+    collapses to ~70/s with six concurrent writers (measured here, 768 dimensions), so
+    taking turns is ~10x faster than writing at once.
     """
 
     def __init__(self, url: str, model_id: str, redis: Redis | None = None) -> None:
         self.url = url
         self.model_id = model_id
-        self._redis = redis
+        self._turns = RedisTurns(redis, WRITE_LOCK_KEY) if redis is not None else None
         self._client: AsyncClientAPI | None = None
         self._collection_handle: AsyncCollection | None = None
         self._lock = asyncio.Lock()
@@ -116,9 +118,9 @@ class VectorStore:
                 await collection.delete(where={"user_id": user_id})
 
     def _write_turn(self) -> AbstractAsyncContextManager[object]:
-        if self._redis is None:
+        if self._turns is None:
             return contextlib.nullcontext()
-        return self._redis.lock(WRITE_LOCK_KEY, timeout=60, sleep=0.005, blocking_timeout=300)
+        return self._turns.take()
 
     async def query(
         self,
