@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Query, Response, UploadFile, status
+from fastapi import APIRouter, File, Query, Response, UploadFile, status
 
 from api.deps import Cursor, Limit, ReadSessionDep, ResourcesDep, SessionDep, UserId
 from api.errors import responses
-from api.ratelimits import limit_uploads
+from api.ratelimits import LimitedRoute, before_body, limit_uploads
 from shared.errors import InvalidInput, UnsupportedMediaType
 from shared.jobs import service as jobs
 from shared.jobs.schemas import JobOut
@@ -23,15 +23,15 @@ from shared.materials.schemas import (
 )
 from shared.pagination import DEFAULT_LIMIT, Page
 
-router = APIRouter(prefix="/api/materials", tags=["materials"])
+router = APIRouter(prefix="/api/materials", tags=["materials"], route_class=LimitedRoute)
 
 
 @router.post(
     "/text",
     status_code=status.HTTP_202_ACCEPTED,
     responses=responses(401, 413, 422, 429),
-    dependencies=[Depends(limit_uploads)],
 )
+@before_body(limit_uploads)
 async def create_text_material(
     data: TextMaterialIn, user_id: UserId, resources: ResourcesDep
 ) -> MaterialCreated:
@@ -49,8 +49,8 @@ MAX_FILES_PER_UPLOAD = 20
     "",
     status_code=status.HTTP_202_ACCEPTED,
     responses=responses(401, 413, 415, 422, 429),
-    dependencies=[Depends(limit_uploads)],
 )
+@before_body(limit_uploads)
 async def upload_materials(
     files: Annotated[
         list[UploadFile],
@@ -94,8 +94,8 @@ async def upload_materials(
     "/url",
     status_code=status.HTTP_202_ACCEPTED,
     responses=responses(401, 422, 429),
-    dependencies=[Depends(limit_uploads)],
 )
+@before_body(limit_uploads)
 async def create_url_material(
     data: UrlMaterialIn, user_id: UserId, session: SessionDep, resources: ResourcesDep
 ) -> MaterialCreated:
