@@ -89,7 +89,7 @@ def client_ip(request: Request) -> str:
 async def _user_id(request: Request, resources: Resources) -> str:
     """The caller, authenticated as the route's own dependency will be (401 when not)."""
     token, api_key = await oauth2_scheme(request), await api_key_scheme(request)
-    return (await current_principal(resources, token, api_key)).user_id
+    return (await current_principal(request, resources, token, api_key)).user_id
 
 
 async def limit_login_ip(request: Request) -> None:
