@@ -26,13 +26,16 @@ from shared import ratelimit
 from shared.errors import RateLimited
 from shared.resources import Resources
 
-LimitName = Literal["login_ip", "login_email", "register_ip", "uploads_user", "chat_user"]
+LimitName = Literal[
+    "login_ip", "login_email_ip", "login_email", "register_ip", "uploads_user", "chat_user"
+]
 BeforeBody = Callable[[Request], Awaitable[None]]
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 _BEFORE_BODY = "__brainwave_before_body__"
 _MESSAGES: dict[LimitName, str] = {
     "login_ip": "Too many sign-in attempts from this address.",
+    "login_email_ip": "Too many sign-in attempts for this account from this address.",
     "login_email": "Too many sign-in attempts for this account.",
     "register_ip": "Too many accounts created from this address.",
     "uploads_user": "Too many materials added in a short time.",
@@ -98,10 +101,17 @@ async def limit_login_ip(request: Request) -> None:
 
 
 async def limit_login_email(
-    resources: ResourcesDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
+    request: Request,
+    resources: ResourcesDep,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
 ) -> None:
-    """Per email: guessing one account's password (a dependency: it needs the form)."""
-    await enforce(resources, "login_email", form.username.strip().lower())
+    """Guessing one account's password (a dependency: it needs the form). Tight per email
+    and address, looser per email from everywhere: an attempt refused by the first is not
+    counted by the second, so one address cannot lock the owner out of their account; it
+    takes many, and even they get only the looser number of guesses."""
+    email = form.username.strip().lower()
+    await enforce(resources, "login_email_ip", f"{email} {client_ip(request)}")
+    await enforce(resources, "login_email", email)
 
 
 async def limit_register(request: Request) -> None:
