@@ -18,7 +18,7 @@ from shared.pagination import DEFAULT_LIMIT, Page
 router = APIRouter(prefix="/api/chat/sessions", tags=["chat"], route_class=LimitedRoute)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=responses(401, 422))
+@router.post("", status_code=status.HTTP_201_CREATED, responses=responses(401, 404, 422))
 async def create_session(data: SessionIn, user_id: UserId, session: SessionDep) -> SessionOut:
     chat = await service.create_session(session, user_id, data)
     await session.commit()

@@ -7,7 +7,7 @@ from fastapi import APIRouter, File, Query, Response, UploadFile, status
 from api.deps import Cursor, Limit, ReadSessionDep, ResourcesDep, SessionDep, UserId
 from api.errors import responses
 from api.ratelimits import LimitedRoute, before_body, limit_uploads
-from shared.errors import InvalidInput, UnsupportedMediaType
+from shared.errors import UnsupportedMediaType
 from shared.jobs import service as jobs
 from shared.jobs.schemas import JobOut
 from shared.materials import service as materials
@@ -54,7 +54,11 @@ MAX_FILES_PER_UPLOAD = 20
 async def upload_materials(
     files: Annotated[
         list[UploadFile],
-        File(description="One or more files; each one becomes a material and a job."),
+        File(
+            description="One or more files; each one becomes a material and a job.",
+            min_length=1,
+            max_length=MAX_FILES_PER_UPLOAD,
+        ),
     ],
     user_id: UserId,
     session: SessionDep,
@@ -63,8 +67,6 @@ async def upload_materials(
     """Upload PDF, DOCX, PPTX, Markdown, text, audio or video. The type is read from the
     content, not from the name. A file of an unsupported type is listed under `rejected`
     and does not stop the others; when every file is rejected the answer is 415."""
-    if len(files) > MAX_FILES_PER_UPLOAD:
-        raise InvalidInput(f"Send at most {MAX_FILES_PER_UPLOAD} files at once.")
     accepted: list[MaterialCreated] = []
     rejected: list[RejectedUpload] = []
     for upload in files:
