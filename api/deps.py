@@ -65,10 +65,21 @@ class Principal:
 
 
 async def current_principal(
+    request: Request,
     resources: ResourcesDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> Principal:
+    """The caller, authenticated once per request: a rate limit checked before the body
+    (api.ratelimits) has already done it for the route's own dependencies."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        principal = await _authenticate(resources, token, api_key)
+        request.state.principal = principal
+    return principal
+
+
+async def _authenticate(resources: Resources, token: str | None, api_key: str | None) -> Principal:
     """Bearer access JWT (checked against the logout denylist and erased accounts, in one
     round trip) or an X-API-Key."""
     if token:

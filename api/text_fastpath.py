@@ -3,18 +3,20 @@
 A note is the job a learner starts most often. Through FastAPI's routing and dependency
 solving the route spent ~2 ms of CPU per request here (bench `job_create`), 42 % of it in
 the framework's layers. This pure-ASGI middleware does the route's work in the route's
-order for the common case — a JSON body that `TextMaterialIn` accepts (checked before
-anything is counted or written) and a Bearer token: the token's check, then its
-revocation marks and the upload rate limit in one Redis round trip, then the same service
-call. It answers as the route would, with the same body for a 202 and, for every error
-from then on (401, 429 with Retry-After, 422 for a value the database refuses, 503 while
-Redis is down), the app's own exception handlers.
+order for the common case — a JSON body with a Content-Length and a Bearer token: the
+token's check, then its revocation marks and the upload rate limit in one Redis round
+trip, both before the body is read (as the route's `before_body` check: an upload over
+the limit is refused without reading it), then the body, which `TextMaterialIn` must
+accept, then the same service call. It answers as the route would, with the same body for
+a 202 and, for every error from then on (401, 429 with Retry-After, 422 for a value the
+database refuses, 503 while Redis is down), the app's own exception handlers.
 
-Everything else goes to the route with its body intact, before any side effect: another
-content type, a body without Content-Length (the body limit is then counted while it
-streams, which only the route turns into a 413), a body the model refuses (the route's
-422 names the fields), an API key or no credentials. The OpenAPI document still comes from
-the route, and the metrics count these requests under its template.
+Everything else goes to the route with its body intact: another content type, a body
+without Content-Length (the body limit is then counted while it streams, which only the
+route turns into a 413), an API key or no credentials (before any side effect), and a
+body the model refuses (the route's 422 names the fields; the upload was counted, so the
+route does not count it again). The OpenAPI document still comes from the route, and the
+metrics count these requests under its template.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.deps import revocation_keys, revoked
 from api.fastpath import bearer_token
 from api.observability import ROUTE_KEY
-from api.ratelimits import limit_of, refused
+from api.ratelimits import UPLOAD_COUNTED, limit_of, refused
 from shared.auth import security
+from shared.auth.security import TokenClaims
 from shared.materials import service as materials
 from shared.materials.schemas import MaterialCreated, TextMaterialIn
 from shared.resources import Resources
@@ -51,42 +54,63 @@ class TextMaterialFastPath:
             and scope["method"] == "POST"
             and _json_with_length(scope)
         ):
-            messages, body = await _read_body(receive)
-            if body is not None and await self._serve(scope, receive, send, body):
+            onward = await self._serve(scope, receive, send)
+            if onward is None:
                 return
-            receive = _replayed(messages, receive)
+            receive = onward
         await self.app(scope, receive, send)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send, body: bytes) -> bool:
-        """Answer the request and return True, or return False having done nothing."""
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+        """Answer the request and return None, or return the `receive` the route is to
+        read the body from (the client's, or one replaying what was read)."""
         resources: Resources | None = getattr(scope["app"].state, "resources", None)
         token = bearer_token(scope)
         if resources is None or token is None:
-            return False
-        try:
-            data = TextMaterialIn.model_validate_json(body)
-        except ValidationError:
-            return False
+            return receive
         scope[ROUTE_KEY] = PATH
         try:
-            response = await _create(resources, token, data)
+            claims = security.decode_token(
+                resources.settings.jwt_secret, token, expected_type="access"
+            )
+            await _count(resources, claims)
+        except Exception as exc:
+            await (await _handled(scope, exc))(scope, receive, send)
+            return None
+        messages, body = await _read_body(receive)
+        data = _valid(body)
+        if data is None:
+            scope.setdefault("state", {})[UPLOAD_COUNTED] = True
+            return _replayed(messages, receive)
+        try:
+            response = await _create(resources, claims.user_id, data)
         except Exception as exc:
             response = await _handled(scope, exc)
         await response(scope, receive, send)
-        return True
+        return None
 
 
-async def _create(resources: Resources, token: str, data: TextMaterialIn) -> Response:
-    """What the route and its dependencies (`current_principal`, `limit_uploads`) do."""
-    claims = security.decode_token(resources.settings.jwt_secret, token, expected_type="access")
+async def _count(resources: Resources, claims: TokenClaims) -> None:
+    """What the route's `current_principal` and `before_body(limit_uploads)` check."""
     rate, key = limit_of(resources, "uploads_user", claims.user_id)
     wait_s = await resources.limiter.hit_unless(key, rate, revocation_keys(claims))
     if wait_s is None:
         raise revoked()
     if wait_s:
         raise refused("uploads_user", wait_s)
+
+
+def _valid(body: bytes | None) -> TextMaterialIn | None:
+    if body is None:
+        return None
+    try:
+        return TextMaterialIn.model_validate_json(body)
+    except ValidationError:
+        return None
+
+
+async def _create(resources: Resources, user_id: str, data: TextMaterialIn) -> Response:
     material, job = await materials.create_text_material(
-        resources.job_states, resources.text_files, resources.settings, claims.user_id, data
+        resources.job_states, resources.text_files, resources.settings, user_id, data
     )
     body = MaterialCreated(material=material, job=job.job).model_dump_json()
     return Response(body, status_code=202, media_type="application/json")

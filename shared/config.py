@@ -35,9 +35,10 @@ class Settings(BaseSettings):
 
     metrics_token: str = ""  # when set, GET /metrics wants `Authorization: Bearer <token>`
     # Rate limits, "<count>/<period>" (10/minute, 5/15minutes, 100/hour): that many at
-    # once, then one every period/count. Per client IP, per email or per user.
+    # once, then one every period/count. Per client IP, per email (and IP) or per user.
     rate_limit_login_ip: RateText = "30/minute"
-    rate_limit_login_email: RateText = "10/15minutes"  # brute force on one account
+    rate_limit_login_email_ip: RateText = "10/15minutes"  # one account, from one address
+    rate_limit_login_email: RateText = "100/15minutes"  # one account, from all addresses
     rate_limit_register_ip: RateText = "20/hour"
     rate_limit_uploads_user: RateText = "100/hour"  # POST /api/materials, /url, /text
     rate_limit_chat_user: RateText = "30/minute"  # chat messages (each one is an LLM call)

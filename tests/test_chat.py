@@ -137,7 +137,7 @@ async def test_sessions_are_private_and_validated(
     bad = await client.post(
         "/api/chat/sessions", headers=bob.headers, json={"material_ids": [material_id]}
     )
-    assert_error(bad, 422)
+    assert_error(bad, 404, "not_found")  # another's id answers 404, as in a path
     session_id = (await client.post("/api/chat/sessions", headers=alice.headers, json={})).json()[
         "id"
     ]

@@ -278,7 +278,7 @@ async def test_generation_without_usable_sentences_fails_clearly(
         headers=bob.headers,
         json={"title": "Mine", "material_ids": [material_id], "generate": {"count": 5}},
     )
-    assert_error(stolen, 422)
+    assert_error(stolen, 404, "not_found")  # another's id answers 404, as in a path
     too_many = await client.post(
         "/api/decks", headers=alice.headers, json={"title": "x", "generate": {"count": 0}}
     )

@@ -15,10 +15,13 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 
 from api.main import create_app
+from api.routers.metrics import JOB_COUNTS
 from shared.config import Settings
 from shared.logging import JsonFormatter
+from shared.resources import Resources
 from tests.conftest import Account, Stack, assert_error, sign_up, wait_job
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.media import MediaServer
@@ -219,3 +222,18 @@ def _json_or_none(line: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return parsed if isinstance(parsed, dict) else None
+
+
+async def test_job_counts_are_read_from_the_kind_status_index(resources: Resources) -> None:
+    """The per-scrape count of jobs by kind and status never scans the jobs table."""
+    async with resources.db.read_session() as session:
+        sql = str(JOB_COUNTS.compile(dialect=session.get_bind().dialect))
+        if resources.settings.is_sqlite:
+            plan = " ".join(
+                str(row[-1]) for row in await session.execute(text(f"EXPLAIN QUERY PLAN {sql}"))
+            )
+            assert "USING COVERING INDEX ix_jobs_kind_status" in plan, plan
+        else:  # a small table is cheaper to scan: ask whether the index can serve the query
+            await session.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = " ".join(str(row[0]) for row in await session.execute(text(f"EXPLAIN {sql}")))
+            assert "Index Only Scan using ix_jobs_kind_status" in plan, plan

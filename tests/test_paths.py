@@ -223,8 +223,9 @@ async def test_path_validation_answers_422(
             await client.post("/api/learning-paths", headers=alice.headers, json=payload), 422
         )
     bobs = await ready_material(client, bob)
-    payload = {"goal": "Learn", "material_ids": [bobs]}
-    assert_error(await client.post("/api/learning-paths", headers=alice.headers, json=payload), 422)
+    payload = {"goal": "Learn", "material_ids": [bobs]}  # another's id answers 404, as in a path
+    response = await client.post("/api/learning-paths", headers=alice.headers, json=payload)
+    assert_error(response, 404, "not_found")
 
 
 async def test_another_users_path_answers_404(

@@ -195,7 +195,8 @@ async def test_quiz_validation_answers_422(
             422,
         )
     bobs = await ready_material(client, bob)
-    assert_error(await client.post("/api/quizzes", headers=h, json={"material_ids": [bobs]}), 422)
+    response = await client.post("/api/quizzes", headers=h, json={"material_ids": [bobs]})
+    assert_error(response, 404, "not_found")  # another's id answers 404, as in a path
 
     quiz = await make_quiz(client, alice, material_id, num_questions=2)
     qid = quiz["questions"][0]["id"]

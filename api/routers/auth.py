@@ -16,7 +16,13 @@ from api.deps import (
     UserId,
 )
 from api.errors import responses
-from api.ratelimits import limit_login, limit_register
+from api.ratelimits import (
+    LimitedRoute,
+    before_body,
+    limit_login_email,
+    limit_login_ip,
+    limit_register,
+)
 from shared.auth import service as auth
 from shared.auth.schemas import (
     ApiKeyCreated,
@@ -29,22 +35,25 @@ from shared.auth.schemas import (
     UserOut,
 )
 
-router = APIRouter(prefix="/api/auth", tags=["auth"])
+router = APIRouter(prefix="/api/auth", tags=["auth"], route_class=LimitedRoute)
 
 
 @router.post(
     "/register",
     status_code=status.HTTP_201_CREATED,
     responses=responses(409, 422, 429),
-    dependencies=[Depends(limit_register)],
 )
+@before_body(limit_register)
 async def register(data: RegisterIn, session: SessionDep) -> UserOut:
     user = await auth.register(session, data)
     await session.commit()
     return UserOut.model_validate(user)
 
 
-@router.post("/login", responses=responses(401, 422, 429), dependencies=[Depends(limit_login)])
+@router.post(
+    "/login", responses=responses(401, 422, 429), dependencies=[Depends(limit_login_email)]
+)
+@before_body(limit_login_ip)
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     read: ReadSessionDep,

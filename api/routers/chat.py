@@ -3,22 +3,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Response, status
+from fastapi import APIRouter, Header, Response, status
 from fastapi.responses import StreamingResponse
 
 from api.deps import Cursor, Limit, ReadSessionDep, ResourcesDep, SessionDep, UserId
 from api.errors import responses
-from api.ratelimits import limit_chat
+from api.ratelimits import LimitedRoute, before_body, limit_chat
 from api.sse import sse_event, sse_headers, with_keepalive
 from shared.chat import service, tutor
 from shared.chat.schemas import MessageIn, MessageOut, SessionDetail, SessionIn, SessionOut
 from shared.errors import ProviderFailed
 from shared.pagination import DEFAULT_LIMIT, Page
 
-router = APIRouter(prefix="/api/chat/sessions", tags=["chat"])
+router = APIRouter(prefix="/api/chat/sessions", tags=["chat"], route_class=LimitedRoute)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=responses(401, 422))
+@router.post("", status_code=status.HTTP_201_CREATED, responses=responses(401, 404, 422))
 async def create_session(data: SessionIn, user_id: UserId, session: SessionDep) -> SessionOut:
     chat = await service.create_session(session, user_id, data)
     await session.commit()
@@ -73,8 +73,8 @@ async def _sse(events: AsyncIterator[tutor.TutorEvent]) -> AsyncIterator[bytes]:
         },
     },
     response_model=MessageOut,
-    dependencies=[Depends(limit_chat)],
 )
+@before_body(limit_chat)
 async def post_message(
     session_id: str,
     data: MessageIn,

@@ -42,7 +42,7 @@ router = APIRouter(prefix="/api", tags=["flashcards"])
     "/decks",
     status_code=status.HTTP_201_CREATED,
     responses={
-        **responses(401, 422),
+        **responses(401, 404, 422),
         202: {"model": DeckCreated, "description": "With `generate`: the deck and its job."},
     },
     response_model=DeckOut,

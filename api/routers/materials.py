@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Query, Response, UploadFile, status
+from fastapi import APIRouter, File, Query, Response, UploadFile, status
 
 from api.deps import Cursor, Limit, ReadSessionDep, ResourcesDep, SessionDep, UserId
 from api.errors import responses
-from api.ratelimits import limit_uploads
-from shared.errors import InvalidInput, UnsupportedMediaType
+from api.ratelimits import LimitedRoute, before_body, limit_uploads
+from shared.errors import UnsupportedMediaType
 from shared.jobs import service as jobs
 from shared.jobs.schemas import JobOut
 from shared.materials import service as materials
@@ -23,15 +23,15 @@ from shared.materials.schemas import (
 )
 from shared.pagination import DEFAULT_LIMIT, Page
 
-router = APIRouter(prefix="/api/materials", tags=["materials"])
+router = APIRouter(prefix="/api/materials", tags=["materials"], route_class=LimitedRoute)
 
 
 @router.post(
     "/text",
     status_code=status.HTTP_202_ACCEPTED,
     responses=responses(401, 413, 422, 429),
-    dependencies=[Depends(limit_uploads)],
 )
+@before_body(limit_uploads)
 async def create_text_material(
     data: TextMaterialIn, user_id: UserId, resources: ResourcesDep
 ) -> MaterialCreated:
@@ -49,12 +49,16 @@ MAX_FILES_PER_UPLOAD = 20
     "",
     status_code=status.HTTP_202_ACCEPTED,
     responses=responses(401, 413, 415, 422, 429),
-    dependencies=[Depends(limit_uploads)],
 )
+@before_body(limit_uploads)
 async def upload_materials(
     files: Annotated[
         list[UploadFile],
-        File(description="One or more files; each one becomes a material and a job."),
+        File(
+            description="One or more files; each one becomes a material and a job.",
+            min_length=1,
+            max_length=MAX_FILES_PER_UPLOAD,
+        ),
     ],
     user_id: UserId,
     session: SessionDep,
@@ -63,8 +67,6 @@ async def upload_materials(
     """Upload PDF, DOCX, PPTX, Markdown, text, audio or video. The type is read from the
     content, not from the name. A file of an unsupported type is listed under `rejected`
     and does not stop the others; when every file is rejected the answer is 415."""
-    if len(files) > MAX_FILES_PER_UPLOAD:
-        raise InvalidInput(f"Send at most {MAX_FILES_PER_UPLOAD} files at once.")
     accepted: list[MaterialCreated] = []
     rejected: list[RejectedUpload] = []
     for upload in files:
@@ -94,8 +96,8 @@ async def upload_materials(
     "/url",
     status_code=status.HTTP_202_ACCEPTED,
     responses=responses(401, 422, 429),
-    dependencies=[Depends(limit_uploads)],
 )
+@before_body(limit_uploads)
 async def create_url_material(
     data: UrlMaterialIn, user_id: UserId, session: SessionDep, resources: ResourcesDep
 ) -> MaterialCreated:

@@ -20,7 +20,7 @@ router = APIRouter(prefix="/api/learning-paths", tags=["learning paths"])
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=responses(401, 422),
+    responses=responses(401, 404, 422),
     response_model=PathCreated,
 )
 async def create_path(

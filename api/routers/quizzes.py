@@ -26,7 +26,7 @@ router = APIRouter(prefix="/api/quizzes", tags=["quizzes"])
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=responses(401, 422),
+    responses=responses(401, 404, 422),
     response_model=QuizCreated,
 )
 async def create_quiz(

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import ReadSessionDep, ResourcesDep, UserId
 from api.errors import responses
+from shared.fields import Id
 from shared.materials.schemas import SearchResults
 from shared.materials.search import search as search_chunks
 
@@ -18,8 +19,8 @@ async def search(
     session: ReadSessionDep,
     resources: ResourcesDep,
     q: Annotated[str, Query(min_length=1, max_length=1000)],
+    material_ids: Annotated[list[Id], Query(max_length=100, default_factory=list)],
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
-    material_ids: Annotated[list[str] | None, Query(max_length=100)] = None,
 ) -> SearchResults:
     """Passages of the caller's own materials closest to the query, best first."""
     hits = await search_chunks(

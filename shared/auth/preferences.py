@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from zoneinfo import available_timezones
 
 from pydantic import BaseModel, Field, field_validator
@@ -12,6 +13,11 @@ from shared.auth.models import User
 from shared.errors import NotFound
 from shared.flashcards.scheduling import DEFAULT_RETENTION
 
+TimeZone = Annotated[
+    str, Field(max_length=64, json_schema_extra={"enum": sorted(available_timezones())})
+]
+"""The schema lists the zones `_known_zone` accepts (those of the server's tz database)."""
+
 
 class UserSettingsIn(BaseModel):
     desired_retention: float | None = Field(
@@ -20,9 +26,8 @@ class UserSettingsIn(BaseModel):
         le=0.99,
         description="Target probability of recall when a card comes due (default 0.9).",
     )
-    timezone: str | None = Field(
+    timezone: TimeZone | None = Field(
         default=None,
-        max_length=64,
         description="IANA time zone, e.g. Europe/Paris: days, streaks and history follow it.",
     )
 

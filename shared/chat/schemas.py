@@ -5,12 +5,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.fields import Id
+
 TutorStyle = Literal["direct", "socratic"]
 
 
 class SessionIn(BaseModel):
     title: str = Field(default="New chat", min_length=1, max_length=200)
-    material_ids: list[str] = Field(
+    material_ids: list[Id] = Field(
         default_factory=list,
         max_length=100,
         description="Limit retrieval to these materials; empty means all of mine.",

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.chat.models import ChatMessage, ChatSession
 from shared.chat.schemas import MessageOut, SessionDetail, SessionIn, SessionOut
-from shared.errors import InvalidInput, NotFound
+from shared.errors import NotFound
 from shared.materials.models import Material
 from shared.pagination import Page, newest_first
 
@@ -21,7 +21,7 @@ async def create_session(session: AsyncSession, user_id: str, data: SessionIn) -
             .where(Material.id.in_(material_ids), Material.user_id == user_id)
         )
         if owned != len(material_ids):
-            raise InvalidInput("Some of the materials do not exist.", details=material_ids)
+            raise NotFound("Some of the materials do not exist.", details=material_ids)
     chat = ChatSession(
         user_id=user_id, title=data.title.strip(), style=data.style, material_ids=material_ids
     )

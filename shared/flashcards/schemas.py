@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from shared.fields import NOT_BLANK, Id, WholeNumber
 from shared.jobs.schemas import JobOut
 
 RatingName = Literal["again", "hard", "good", "easy"]
@@ -19,12 +20,12 @@ def _not_blank(value: str) -> str:
 
 
 class GenerateIn(BaseModel):
-    count: int = Field(default=20, ge=1, le=MAX_GENERATED_CARDS)
+    count: WholeNumber = Field(default=20, ge=1, le=MAX_GENERATED_CARDS)
 
 
 class DeckIn(BaseModel):
-    title: str = Field(min_length=1, max_length=200)
-    material_ids: list[str] = Field(
+    title: str = Field(min_length=1, max_length=200, pattern=NOT_BLANK)
+    material_ids: list[Id] = Field(
         default_factory=list,
         max_length=100,
         description="The materials the deck is about; when generating, empty means all of mine.",
@@ -58,15 +59,15 @@ class DeckCreated(BaseModel):
 
 
 class CardIn(BaseModel):
-    front: str = Field(min_length=1, max_length=4000)
-    back: str = Field(min_length=1, max_length=8000)
+    front: str = Field(min_length=1, max_length=4000, pattern=NOT_BLANK)
+    back: str = Field(min_length=1, max_length=8000, pattern=NOT_BLANK)
 
     _text = field_validator("front", "back")(_not_blank)
 
 
 class CardPatch(BaseModel):
-    front: str | None = Field(default=None, min_length=1, max_length=4000)
-    back: str | None = Field(default=None, min_length=1, max_length=8000)
+    front: str | None = Field(default=None, min_length=1, max_length=4000, pattern=NOT_BLANK)
+    back: str | None = Field(default=None, min_length=1, max_length=8000, pattern=NOT_BLANK)
 
     @field_validator("front", "back")
     @classmethod
@@ -93,7 +94,7 @@ class CardOut(BaseModel):
 
 class ReviewIn(BaseModel):
     rating: RatingName
-    duration_ms: int | None = Field(default=None, ge=0, le=24 * 3600 * 1000)
+    duration_ms: WholeNumber | None = Field(default=None, ge=0, le=24 * 3600 * 1000)
     reviewed_at: AwareDatetime | None = Field(
         default=None,
         description="When the review happened (for reviews made offline); defaults to now. "

@@ -26,7 +26,11 @@ class Job(TimestampMixin, Base):
     """What the frontend polls. The id is also the arq job id."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_user_id_id", "user_id", "id"),)
+    __table_args__ = (
+        Index("ix_jobs_user_id_id", "user_id", "id"),
+        # /metrics counts jobs by kind and status on every scrape: an index-only scan
+        Index("ix_jobs_kind_status", "kind", "status"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db.base import Base, TimestampMixin
@@ -29,7 +29,8 @@ class Material(TimestampMixin, Base):
     acquisition: Mapped[str | None] = mapped_column(String(32))
     """How the content was obtained: upload, text, captions, audio, web_page, download."""
     original_filename: Mapped[str | None] = mapped_column(String(300))
-    byte_size: Mapped[int | None] = mapped_column(Integer)
+    byte_size: Mapped[int | None] = mapped_column(BigInteger)
+    """64-bit: an upload may pass 2 GiB when MAX_UPLOAD_BYTES allows it."""
     file_path: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default=MaterialStatus.PENDING)
     error: Mapped[str | None] = mapped_column(Text)

@@ -4,6 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.fields import NOT_BLANK
 from shared.jobs.schemas import JobOut
 from shared.materials.models import MaterialStatus
 
@@ -11,8 +12,8 @@ MAX_TEXT_CHARS = 2_000_000
 
 
 class TextMaterialIn(BaseModel):
-    title: str = Field(min_length=1, max_length=300)
-    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    title: str = Field(min_length=1, max_length=300, pattern=NOT_BLANK)
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, pattern=NOT_BLANK)
 
     @field_validator("title", "text")
     @classmethod
@@ -64,7 +65,14 @@ class UploadResult(BaseModel):
 
 
 class UrlMaterialIn(BaseModel):
-    url: str = Field(min_length=1, max_length=2048, examples=["https://youtu.be/dQw4w9WgXcQ"])
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        examples=["https://youtu.be/dQw4w9WgXcQ"],
+        # documents what shared.clients.urlguard.check_url enforces (after strip())
+        json_schema_extra={"pattern": r"^\s*[Hh][Tt][Tt][Pp][Ss]?://"},
+        description="An http(s) link; addresses inside private networks are refused (422).",
+    )
     title: str | None = Field(default=None, max_length=300)
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clients.vectorstore import VectorStore
 from shared.config import Settings
-from shared.errors import InvalidInput, NotFound
+from shared.errors import NotFound
 from shared.ids import new_id
 from shared.jobs import service as jobs
 from shared.jobs.models import Job
@@ -31,7 +31,8 @@ PROCESS_MATERIAL = "process_material"
 
 
 async def require_owned(session: AsyncSession, user_id: str, material_ids: list[str]) -> None:
-    """Refuse (422) a list naming a material that is not the user's (or does not exist)."""
+    """Refuse (404, like an id in a path) a list naming a material that is not the user's
+    or does not exist."""
     if not material_ids:
         return
     owned = await session.scalar(
@@ -40,7 +41,7 @@ async def require_owned(session: AsyncSession, user_id: str, material_ids: list[
         .where(Material.id.in_(material_ids), Material.user_id == user_id)
     )
     if owned != len(set(material_ids)):
-        raise InvalidInput("Some of the materials do not exist.", details=material_ids)
+        raise NotFound("Some of the materials do not exist.", details=material_ids)
 
 
 def material_file(settings: Settings, relative: str) -> Path:

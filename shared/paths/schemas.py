@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.dates import IsoDate
+from shared.fields import NOT_BLANK, Id, WholeNumber
 from shared.jobs.schemas import JobOut
 
 Level = Literal["beginner", "intermediate", "advanced"]
@@ -19,12 +20,14 @@ MAX_MINUTES_PER_DAY = 600
 class PathIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    goal: str = Field(min_length=1, max_length=500, description="What I want to be able to do.")
-    material_ids: list[str] = Field(
+    goal: str = Field(
+        min_length=1, max_length=500, pattern=NOT_BLANK, description="What I want to be able to do."
+    )
+    material_ids: list[Id] = Field(
         default_factory=list, max_length=100, description="Empty means all of my materials."
     )
     level: Level = "intermediate"
-    minutes_per_day: int = Field(default=30, ge=MIN_MINUTES_PER_DAY, le=MAX_MINUTES_PER_DAY)
+    minutes_per_day: WholeNumber = Field(default=30, ge=MIN_MINUTES_PER_DAY, le=MAX_MINUTES_PER_DAY)
     exam_date: IsoDate | None = Field(
         default=None, description="Today or later, in my time zone; enables the plan."
     )

@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.fields import NOT_BLANK, Id, WholeNumber
 from shared.jobs.schemas import JobOut
 
 QuestionType = Literal["multiple_choice", "true_false", "short_answer"]
@@ -18,11 +19,11 @@ MAX_ANSWER_CHARS = 2000
 class QuizIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str | None = Field(default=None, min_length=1, max_length=200)
-    material_ids: list[str] = Field(
+    title: str | None = Field(default=None, min_length=1, max_length=200, pattern=NOT_BLANK)
+    material_ids: list[Id] = Field(
         default_factory=list, max_length=100, description="Empty means all of my materials."
     )
-    num_questions: int = Field(default=10, ge=1, le=MAX_QUESTIONS)
+    num_questions: WholeNumber = Field(default=10, ge=1, le=MAX_QUESTIONS)
     question_types: list[QuestionType] = Field(
         default_factory=lambda: list(ALL_TYPES), min_length=1, max_length=3
     )
