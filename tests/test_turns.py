@@ -1,6 +1,7 @@
 """`RedisTurns` on a real Redis: one holder at a time across processes (each instance below
 has its own client and in-process queue, as each worker process has), the next waiter goes
-at release rather than at its next poll, and a crashed holder's turn expires."""
+at release rather than at its next poll, a crashed holder's turn expires and a live
+holder's is renewed."""
 
 from __future__ import annotations
 
@@ -85,8 +86,18 @@ async def test_no_turn_in_time_is_a_timeout(clients: list[Redis]) -> None:
 
 async def test_a_turn_that_expired_and_was_taken_is_not_released(clients: list[Redis]) -> None:
     key = _key()
-    slow = RedisTurns(clients[0], key, ttl_s=0.1)
+    slow = RedisTurns(clients[0], key, ttl_s=0.3)
     async with slow.take():
-        await asyncio.sleep(0.2)  # our turn expired ...
+        await clients[1].delete(key)  # our turn expired (the holder's loop stalled) ...
         await clients[1].set(key, "the next holder", px=5_000)  # ... and someone took it
+        await asyncio.sleep(0.25)  # a renewal comes due: it must not extend their turn
     assert await clients[1].get(key) == b"the next holder"
+    assert 4_000 < await clients[1].pttl(key) <= 5_000
+
+
+async def test_a_live_holders_turn_outlasts_its_ttl(clients: list[Redis]) -> None:
+    key = _key()
+    async with RedisTurns(clients[0], key, ttl_s=0.2).take():
+        with pytest.raises(TurnTimeout):
+            async with RedisTurns(clients[1], key, wait_s=0.6).take():
+                pass
