@@ -127,15 +127,22 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-def wait_ready(base: str, process: subprocess.Popen[bytes], log_file: Path) -> None:
-    """Wait until a devserver's API answers /api/health (or fail with its log's tail)."""
-    deadline = time.monotonic() + 120.0
+def wait_http(
+    url: str, process: subprocess.Popen[bytes], log_file: Path, *, timeout: float = 120.0
+) -> None:
+    """Wait until `url` answers 200 (or fail with the server's log's tail)."""
+    deadline = time.monotonic() + timeout
     while True:
         try:
-            if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+            if httpx.get(url, timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"devserver did not come up:\n{tail(log_file)}")
-        time.sleep(0.3)
+            raise RuntimeError(f"{url} did not come up:\n{tail(log_file)}")
+        time.sleep(0.2)
+
+
+def wait_ready(base: str, process: subprocess.Popen[bytes], log_file: Path) -> None:
+    """Wait until a devserver's API answers /api/health."""
+    wait_http(f"{base}/api/health", process, log_file)

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +24,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import wrk
 from bench.common import (
     BIN,
     command_line,
@@ -37,13 +36,10 @@ from bench.common import (
     spawned,
     table,
     tail,
+    wait_http,
 )
 
-THREADS = int(os.environ.get("BENCH_WRK_THREADS", "2"))
-CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
-DURATION_S = int(os.environ.get("BENCH_DURATION", "10"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-WARMUP_S = 2
 TARGET_RATIO = 0.8
 NOTE = "Photosynthesis turns light into chemical energy in chloroplasts. " * 4
 
@@ -51,19 +47,6 @@ LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = {body}
 {auth}"""
-
-
-def _wait_up(url: str, process: subprocess.Popen[bytes], log_file: Path) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"server did not come up:\n{tail(log_file)}")
-        time.sleep(0.2)
 
 
 def _token(base: str) -> str:
@@ -83,17 +66,8 @@ def _token(base: str) -> str:
     return token
 
 
-def _wrk(url: str, script: Path, duration: int) -> dict[str, float]:
-    argv = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency"]
-    out = subprocess.run([*argv, "-s", str(script), url], check=True, capture_output=True).stdout
-    text = out.decode()
-    result = {"rps": float(re.search(r"Requests/sec:\s*([\d.]+)", text).group(1))}  # type: ignore[union-attr]
-    errors = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
-    result["non_2xx"] = float(errors.group(1)) if errors else 0.0
-    p50 = re.search(r"^\s*50%\s+([\d.]+)(us|ms|s)", text, re.MULTILINE)
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-    result["p50_ms"] = float(p50.group(1)) * scale[p50.group(2)] if p50 else float("nan")
-    return result
+def _post(url: str, script: Path, duration: int) -> dict[str, float]:
+    return wrk.run(wrk.argv(url, duration, script=str(script)))
 
 
 def main() -> None:
@@ -117,8 +91,8 @@ def main() -> None:
             spawned(api_argv, env=env, log_file=data_dir / "api.log") as api,
             spawned(raw_argv, env=env, log_file=data_dir / "raw.log") as raw,
         ):
-            _wait_up(f"http://127.0.0.1:{api_port}/api/health", api, data_dir / "api.log")
-            _wait_up(f"http://127.0.0.1:{raw_port}/docs", raw, data_dir / "raw.log")
+            wait_http(f"http://127.0.0.1:{api_port}/api/health", api, data_dir / "api.log")
+            wait_http(f"http://127.0.0.1:{raw_port}/docs", raw, data_dir / "raw.log")
             token = _token(f"http://127.0.0.1:{api_port}")
             body = json.dumps({"title": "Bench note", "text": NOTE})
             scripts = {
@@ -135,12 +109,14 @@ def main() -> None:
                 "POST /api/materials/text": f"http://127.0.0.1:{api_port}/api/materials/text",
             }
             for name, target in targets.items():
-                _wrk(target, scripts[name], WARMUP_S)
+                _post(target, scripts[name], wrk.WARMUP_S)
             for round_no in range(1, ROUNDS + 1):
                 for name, target in targets.items():
-                    r = _wrk(target, scripts[name], DURATION_S)
-                    rates[name].append(r["rps"])
-                    rows.append([round_no, name, r["rps"], r["p50_ms"], int(r["non_2xx"])])
+                    r = _post(target, scripts[name], wrk.DURATION_S)
+                    rates[name].append(r["requests_per_s"])
+                    rows.append(
+                        [round_no, name, r["requests_per_s"], r["p50_ms"], int(r["non_2xx"])]
+                    )
             for process, log in ((api, "api.log"), (raw, "raw.log")):
                 if process.poll() is not None:
                     raise RuntimeError(f"a server died:\n{tail(data_dir / log)}")
@@ -153,7 +129,8 @@ def main() -> None:
     for argv in (api_argv, raw_argv):
         shown = command_line(argv, {**env_vars, **limits}).replace(str(data_dir), "$TMPDIR")
         print("server: " + shown)
-    print(f"load:   wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION_S}s -s <POST script> URL")
+    load = wrk.argv("URL", wrk.DURATION_S, script="<POST script>")
+    print(f"load:   {' '.join(load)}")
     print()
     print(table(["round", "endpoint", "req/s", "p50 ms", "non-2xx"], rows))
     print()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import wrk
 from bench.common import (
     command_line,
     flushdb,
@@ -32,54 +32,28 @@ from bench.common import (
     wait_ready,
 )
 
-THREADS = int(os.environ.get("BENCH_WRK_THREADS", "2"))
-CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
-DURATION_S = int(os.environ.get("BENCH_DURATION", "10"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
-WARMUP_S = 2
 TARGET_RATIO = 0.5
-
-_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
-def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
-    return float(value) * _UNITS_MS[unit]
 
 
 def load_argv(url: str, token: str | None, duration: int) -> list[str]:
-    header = [f"Authorization: Bearer {token}"] if token else []
+    headers = [f"Authorization: Bearer {token}"] if token else []
     if shutil.which("wrk"):
-        argv = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency"]
-        for h in header:
-            argv += ["-H", h]
-        return [*argv, url]
+        return wrk.argv(url, duration, headers=headers)
     argv = [sys.executable, "-m", "bench.loadgen", url]
-    argv += ["--duration", str(duration), "--connections", str(CONNECTIONS)]
-    for h in header:
-        argv += ["-H", h]
+    argv += ["--duration", str(duration), "--connections", str(wrk.CONNECTIONS)]
+    for header in headers:
+        argv += ["-H", header]
     return argv
 
 
 def run_load(url: str, token: str | None, duration: int) -> dict[str, float]:
     argv = load_argv(url, token, duration)
+    if argv[0] == "wrk":
+        return wrk.run(argv)
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
-    if argv[0] != "wrk":
-        loaded: dict[str, float] = json.loads(out)
-        return loaded
-    result: dict[str, float] = {"non_2xx": 0, "errors": 0}
-    result["requests_per_s"] = float(re.search(r"Requests/sec:\s*([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    result["requests"] = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
-        match = re.search(rf"^\s*{pct}%\s+(\S+)", out, re.MULTILINE)
-        result[key] = _ms(match.group(1)) if match else float("nan")
-    if match := re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out):
-        result["non_2xx"] = float(match.group(1))
-    if match := re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
-    ):
-        result["errors"] = float(sum(int(g) for g in match.groups()))
-    return result
+    loaded: dict[str, float] = json.loads(out)
+    return loaded
 
 
 def _login(base: str) -> tuple[str, str, str]:
@@ -133,12 +107,12 @@ def main() -> None:
                 "job_poll": (f"{base}/api/jobs/{job_id}", token),
             }
             for target, auth in endpoints.values():  # warm-up, not reported
-                run_load(target, auth, WARMUP_S)
+                run_load(target, auth, wrk.WARMUP_S)
             rows: list[list[object]] = []
             rates: dict[str, list[float]] = {name: [] for name in endpoints}
             for round_no in range(1, ROUNDS + 1):
                 for name, (target, auth) in endpoints.items():
-                    r = run_load(target, auth, DURATION_S)
+                    r = run_load(target, auth, wrk.DURATION_S)
                     if r["non_2xx"] or r["errors"]:
                         print(
                             f"warning: {name}: {r['non_2xx']:.0f} non-2xx, {r['errors']:.0f} errors"
@@ -166,7 +140,7 @@ def main() -> None:
     print("system:  " + command_line(server_argv, env_vars).replace(str(data_dir), "$TMPDIR"))
     print(f"job:     {job_id} (status {job_status} while polled)")
     for name, (target, auth) in endpoints.items():
-        shown = load_argv(target, "$TOKEN" if auth else None, DURATION_S)
+        shown = load_argv(target, "$TOKEN" if auth else None, wrk.DURATION_S)
         print(f"load {name}: {command_line(shown)}")
     print()
     print(table(["round", "endpoint", "req/s", "p50 ms", "p99 ms", "errors"], rows))
