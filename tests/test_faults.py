@@ -384,15 +384,8 @@ async def test_provider_outages_are_retried_by_the_job(
     fake_assemblyai: FakeAssemblyAI,
     media_server: MediaServer,
 ) -> None:
-    gemini.reset()
     stack: Stack
-    async with make_stack(
-        llm_provider="gemini",
-        embedding_provider="offline",
-        gemini_api_key=gemini.api_key,
-        gemini_base_url=gemini.base_url,
-        gemini_model="gemini-test",
-    ) as stack:
+    async with make_stack(**gemini.stack_settings()) as stack:
         stack.workers.start()
         client = stack.client
         account = await sign_up(client)

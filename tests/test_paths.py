@@ -333,14 +333,7 @@ def gemini() -> Any:
 async def test_gemini_plans_schema_checked_modules_retried_when_invalid(
     make_stack: Any, gemini: FakeGemini
 ) -> None:
-    gemini.reset()
-    async with make_stack(
-        llm_provider="gemini",
-        embedding_provider="offline",
-        gemini_api_key=gemini.api_key,
-        gemini_base_url=gemini.base_url,
-        gemini_model="gemini-test",
-    ) as stack:
+    async with make_stack(**gemini.stack_settings()) as stack:
         stack.workers.start()
         client = stack.client
         account = await sign_up(client)

@@ -329,14 +329,7 @@ async def test_gemini_writes_schema_checked_questions_retried_when_invalid(
 ) -> None:
     from tests.conftest import sign_up
 
-    gemini.reset()
-    async with make_stack(
-        llm_provider="gemini",
-        embedding_provider="offline",
-        gemini_api_key=gemini.api_key,
-        gemini_base_url=gemini.base_url,
-        gemini_model="gemini-test",
-    ) as stack:
+    async with make_stack(**gemini.stack_settings()) as stack:
         stack.workers.start()
         client = stack.client
         account = await sign_up(client)

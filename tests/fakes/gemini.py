@@ -121,6 +121,18 @@ class FakeGemini:
     def malformed(self) -> None:
         self._malformed = True
 
+    def stack_settings(self) -> dict[str, str]:
+        """`make_stack` settings for a system whose LLM is this fake, reset to its defaults
+        (embeddings stay offline)."""
+        self.reset()
+        return {
+            "llm_provider": "gemini",
+            "embedding_provider": "offline",
+            "gemini_api_key": self.api_key,
+            "gemini_base_url": self.base_url,
+            "gemini_model": "gemini-test",
+        }
+
     def reset(self) -> None:
         with self._lock:
             self._failures.clear()
