@@ -19,6 +19,7 @@ through `read_engine`, whose transactions begin deferred and never take the writ
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -108,6 +109,19 @@ def blocking_sqlite_engine(settings: Settings) -> Engine:
     engine = create_engine(url, connect_args=connect_args, pool_size=1, max_overflow=0)
     _install_sqlite_pragmas(engine, begin="BEGIN IMMEDIATE")
     return engine
+
+
+def nonwaiting_sqlite_connection(settings: Settings) -> sqlite3.Connection:
+    """A pysqlite connection on the same file that never waits: busy timeout 0 (taking a
+    held write lock fails at once) and no automatic checkpoint (whose fsync would wait
+    on the disk). For short writes on the event loop; its owner runs the checkpoints
+    elsewhere. Transactions are begun explicitly, as on the other connections."""
+    path = make_url(settings.resolved_database_url).database
+    connection = sqlite3.connect(path or "", timeout=0, isolation_level=None)
+    pragmas = ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL", "wal_autocheckpoint=0")
+    for pragma in pragmas:
+        connection.execute(f"PRAGMA {pragma}")
+    return connection
 
 
 class Database:
