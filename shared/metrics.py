@@ -5,7 +5,7 @@ observe cannot live in their memory: a scrape of the API would never see it. The
 hashes in Redis instead, and the API reads the hashes at scrape time:
 
 - **job durations**: a histogram, kept as Prometheus keeps one — a count per bucket and
-  a sum — per (kind, status), each finish added in one MULTI/EXEC. Every worker
+  a sum — per (kind, status), each finish added atomically. Every worker
   adds to the same buckets, so the histogram covers all of them, survives worker restarts
   and only ever grows, which is what `rate()` and `histogram_quantile()` need. (Computing
   one at scrape time from recently finished rows would not: a window's counts go down as
@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from shared.clients.llm.base import ProviderError
 from shared.jobs.errors import PermanentJobError, TransientJobError
@@ -57,26 +56,14 @@ def bucket_index(seconds: float) -> int:
     return len(JOB_SECONDS_BUCKETS)
 
 
-async def record_job_duration(
-    redis: Redis, namespace: str, kind: str, status: str, seconds: float
-) -> None:
-    """Add one finished job to the duration histogram. Never raises: metrics must not fail
-    a job."""
-    try:
-        async with redis.pipeline(transaction=True) as pipe:
-            queue_job_duration(pipe, namespace, kind, status, seconds)
-            await pipe.execute()
-    except Exception:
-        log.warning("could not record the duration of a %s job", kind, exc_info=True)
-
-
-def queue_job_duration(
-    pipe: Pipeline, namespace: str, kind: str, status: str, seconds: float
-) -> None:
-    """`record_job_duration`'s commands, added to a MULTI/EXEC pipeline the caller runs."""
-    series, name = f"{kind}|{status}", key(namespace, "job_seconds")
-    pipe.hincrby(name, f"{series}|{bucket_index(seconds)}", 1)
-    pipe.hincrbyfloat(name, f"{series}|sum", seconds)
+def job_duration_fields(
+    namespace: str, kind: str, status: str, seconds: float
+) -> tuple[str, str, str]:
+    """Where one finished job goes in the duration histogram: the hash, the field of its
+    bucket (+1) and the field of its series' sum (+seconds). The job-state writer adds
+    both in the script that announces the job's final state (one atomic step)."""
+    series = f"{kind}|{status}"
+    return key(namespace, "job_seconds"), f"{series}|{bucket_index(seconds)}", f"{series}|sum"
 
 
 def provider_error_labels(exc: BaseException) -> tuple[str, str] | None:

@@ -25,13 +25,12 @@ import httpx
 import redis.exceptions
 from arq import Retry
 from arq.worker import Function, func
-from redis.asyncio.client import Pipeline
 from sqlalchemy.exc import OperationalError
 
 from shared import metrics
 from shared.jobs import service as jobs
 from shared.jobs.errors import JobCancelled, PermanentJobError, TransientJobError
-from shared.jobs.models import TERMINAL_STATUSES, JobStatus
+from shared.jobs.models import JobStatus
 from shared.jobs.writer import Change
 from shared.logging import request_id
 from shared.resources import Resources
@@ -98,20 +97,12 @@ async def _set(
     state is announced after the commit, a final one with its duration for /metrics.
     Returns once announced, or once committed if not `announced_first`.
     """
-    namespace = resources.settings.queue_name
-
-    def record_duration(pipe: Pipeline, state: jobs.JobState) -> None:
-        job = state.job
-        if job.status in TERMINAL_STATUSES and job.started_at and job.finished_at:
-            seconds = (job.finished_at - job.started_at).total_seconds()
-            metrics.queue_job_duration(pipe, namespace, job.kind, job.status, seconds)
-
     change = Change(
         job_id,
         RUNNING,
         values,
         worker=WORKER_ID,
-        after_commit=record_duration,
+        count_duration=True,
         announced_first=announced_first,
     )
     applied = await resources.job_states.apply(change)

@@ -14,8 +14,8 @@ same process held the write lock. That capped no-op jobs near 70/s. Here:
   SQLAlchemy compiles it once); a claim reads the payload back in the same statement.
 - On SQLite the whole batch runs in one dedicated thread on a blocking connection
   (one thread hop per batch); on PostgreSQL it runs on the async engine (asyncpg).
-- After the commit, every changed job is announced (snapshot + SSE event, and whatever
-  the caller adds: the lease, the duration histogram) in one Redis pipeline. The next
+- After the commit, every changed job is announced (snapshot + SSE event, and a finished
+  job's duration for the histogram) by one Lua script in one Redis round trip. The next
   commit does not wait for it, and the batches committed meanwhile are announced
   together, in commit order, in the next pipeline: with small batches (jobs start one by
   one), Redis round trips and socket writes, not SQLite, were the writer's cost.
@@ -34,13 +34,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from sqlalchemy import (
     Insert,
     Table,
@@ -53,17 +52,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import OperationalError
 
+from shared import metrics
 from shared.config import Settings
 from shared.db import Database
-from shared.jobs.models import Job
+from shared.jobs.models import TERMINAL_STATUSES, Job
 from shared.jobs.schemas import JobOut
-from shared.jobs.service import JOB_COLUMNS, JobState, queue_announcement, queue_new_jobs
+from shared.jobs.service import JOB_COLUMNS, Announcements, JobState, queue_new_jobs
 from shared.jobs.sqlite_batches import Prepared, Row, SqliteBatches
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 256
-AfterCommit = Callable[[Pipeline, JobState], None]
 _Shape = tuple[tuple[str, ...], tuple[str, ...], bool, bool]
 
 
@@ -76,8 +75,9 @@ class Change:
     values: dict[str, Any]
     worker: str | None = None
     with_payload: bool = False
-    after_commit: AfterCommit | None = None
-    """More Redis commands for the announcement's pipeline (run only if the change applied)."""
+    count_duration: bool = False
+    """Whether a final state's run time (`started_at` to `finished_at`) is added to the
+    job-duration histogram of /metrics, with the announcement."""
     announced_first: bool = True
     """Whether `apply` returns only once the new state is announced (else once committed:
     a claim or a progress step need not wait for Redis before the job goes on)."""
@@ -323,21 +323,30 @@ class JobStateWriter:
 
     async def _send(self, batch: list[_Pending], results: list[Applied | None]) -> None:
         queue_name = self.settings.queue_name
+        announcements = Announcements()
+        for pending, result in zip(batch, results, strict=True):
+            item = pending.item
+            if isinstance(item, Change) and result is not None:
+                announcements.add(result.state)
+                if item.count_duration:
+                    _add_duration(announcements, queue_name, result.state)
         try:
-            # MULTI/EXEC, as metrics' histogram wants (a bucket and its sum together).
-            async with self.redis.pipeline(transaction=True) as pipe:
+            async with self.redis.pipeline(transaction=False) as pipe:
                 # New jobs first: theirs are the first states of their jobs.
                 queue_new_jobs(pipe, queue_name, _new_jobs(batch))
-                for pending, result in zip(batch, results, strict=True):
-                    item = pending.item
-                    if isinstance(item, Change) and result is not None:
-                        queue_announcement(pipe, result.state)
-                        if item.after_commit is not None:
-                            item.after_commit(pipe, result.state)
+                announcements.queue(pipe)
                 if len(pipe):
                     await pipe.execute()
         except Exception:  # the rows are the truth; a poll falls back to them
             log.warning("could not announce %d job changes", len(batch), exc_info=True)
+
+
+def _add_duration(announcements: Announcements, namespace: str, state: JobState) -> None:
+    job = state.job
+    if job.status in TERMINAL_STATUSES and job.started_at and job.finished_at:
+        seconds = (job.finished_at - job.started_at).total_seconds()
+        fields = metrics.job_duration_fields(namespace, job.kind, job.status, seconds)
+        announcements.add_duration(fields, seconds)
 
 
 def _new_jobs(batch: list[_Pending]) -> list[JobState]:
