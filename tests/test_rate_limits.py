@@ -278,6 +278,9 @@ async def answer_to_a_started_body(
         status_line, *lines = raw_head.decode("latin-1").strip().split("\r\n")
         answer_headers = dict(line.split(": ", 1) for line in lines)
         body = await reader.readexactly(int(answer_headers["content-length"]))
+        # and the connection is closed, not kept by reading the rest of the body
+        assert answer_headers.get("connection") == "close"
+        assert await asyncio.wait_for(reader.read(1), timeout=10) == b""
     finally:
         writer.close()
     return httpx.Response(int(status_line.split()[1]), headers=answer_headers, content=body)
