@@ -76,7 +76,20 @@ class Settings(BaseSettings):
     job_max_attempts: int = 4
     job_lease_seconds: float = 10.0
     job_timeout_seconds: int = 3600
-    worker_max_jobs: int = 4
+    worker_max_jobs: int = Field(
+        default=10,
+        ge=1,
+        description="Jobs one worker runs at once (arq's default). Most of a job's time is "
+        "spent waiting (Gemini, AssemblyAI, downloads, Chroma); its heaviest CPU step is "
+        "bounded separately by WORKER_EXTRACTIONS.",
+    )
+    worker_extractions: int = Field(
+        default=2,
+        ge=1,
+        description="How many of a worker's jobs may extract a document's text (PDF, DOCX, "
+        "PPTX: the heaviest step, in CPU and memory) at once; the others wait for a turn. "
+        "More would not go faster: the GIL lets one process use about one core.",
+    )
     queue_name: str = "brainwave:queue"
 
     admin_emails: list[str] = Field(

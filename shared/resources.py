@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,7 @@ class Resources:
     _job_states: JobStateWriter | None = field(default=None, repr=False)
     _text_files: TextFiles | None = field(default=None, repr=False)
     _limiter: Limiter | None = field(default=None, repr=False)
+    _extraction_turns: asyncio.Semaphore | None = field(default=None, repr=False)
 
     @property
     def transcriber(self) -> AssemblyAITranscriber:
@@ -54,6 +56,13 @@ class Resources:
         if self._job_states is None:
             self._job_states = JobStateWriter(self.settings, self.db, self.redis)
         return self._job_states
+
+    @property
+    def extraction_turns(self) -> asyncio.Semaphore:
+        """Held while a job extracts a document's text (`settings.worker_extractions` at once)."""
+        if self._extraction_turns is None:
+            self._extraction_turns = asyncio.Semaphore(self.settings.worker_extractions)
+        return self._extraction_turns
 
     @property
     def limiter(self) -> Limiter:

@@ -99,9 +99,8 @@ class WorkerSettings:
     job_timeout = settings.job_timeout_seconds
     keep_result = 0
     allow_abort_jobs = True
-    # arq starts at most max_jobs jobs per poll, then sleeps poll_delay: 0.1 s capped short
-    # jobs near (max_jobs + 1) / 0.1 ≈ 45/s and added up to 0.1 s of queue wait. 0.02: ~190
-    # no-op jobs/s, ≤ 20 ms wait; an idle worker then polls 50×/s (2 Redis round trips
-    # each): 3.7 % of a core instead of 0.8 % (0.01: 6.5 %). See README, Performance.
+    # How long an idle worker waits between polls (worker/scheduler.py; a full one polls
+    # again as soon as a slot frees): a new job waits ≤ 20 ms for a worker, and an idle
+    # worker polls 50×/s, one Redis round trip each. See README, Performance.
     poll_delay = 0.02
     health_check_interval = 5

@@ -83,9 +83,12 @@ async def _acquire_file(resources: Resources, material: Material, progress: Prog
         text = await asyncio.to_thread(path.read_text, encoding="utf-8", errors="replace")
         return Acquired(segments=[Segment(text)])
     if kind in DOCUMENT_KINDS:
-        document = await _with_page_progress(
-            lambda on_page: extract_document(path, kind, on_page), progress, "extracting"
-        )
+        if resources.extraction_turns.locked():
+            await progress(4, "waiting for a free extractor")
+        async with resources.extraction_turns:
+            document = await _with_page_progress(
+                lambda on_page: extract_document(path, kind, on_page), progress, "extracting"
+            )
         return Acquired(segments=document.segments, page_count=document.page_count)
     return _from_transcript(await _transcribe(resources, path, progress), "upload")
 
