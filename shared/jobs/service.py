@@ -169,14 +169,14 @@ def queue_new_jobs(pipe: Pipeline, queue_name: str, states: Sequence[JobState]) 
 
 # KEYS: each state's snapshot key, then the duration histogram's hash when there are
 # durations. ARGV[1]: the number of states; per state its snapshot, the snapshot's TTL (s)
-# and the channel to publish it on ('' for none); then per duration its bucket field, its
-# sum field and the seconds.
+# and the channel to publish it on; then per duration its bucket field, its sum field and
+# the seconds.
 _ANNOUNCE_STATES = """
 local states = tonumber(ARGV[1])
 for i = 1, states do
-  local snapshot, channel = ARGV[3 * i - 1], ARGV[3 * i + 1]
+  local snapshot = ARGV[3 * i - 1]
   redis.call('SET', KEYS[i], snapshot, 'EX', ARGV[3 * i])
-  if channel ~= '' then redis.call('PUBLISH', channel, snapshot) end
+  redis.call('PUBLISH', ARGV[3 * i + 1], snapshot)
 end
 for j = 3 * states + 2, #ARGV, 3 do
   redis.call('HINCRBY', KEYS[states + 1], ARGV[j], 1)
@@ -197,10 +197,10 @@ class Announcements:
     _histogram: str | None = None
     _durations: list[str | float] = field(default_factory=list)
 
-    def add(self, state: JobState, *, publish: bool = True) -> None:
+    def add(self, state: JobState) -> None:
         data, ttl = _snapshot(state)
         self._keys.append(snapshot_key(state.user_id, state.job.id))
-        self._states += (data, ttl, job_events_channel(state.job.id) if publish else "")
+        self._states += (data, ttl, job_events_channel(state.job.id))
 
     def add_duration(self, fields: tuple[str, str, str], seconds: float) -> None:
         histogram, bucket, total = fields

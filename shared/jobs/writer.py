@@ -12,8 +12,9 @@ same process held the write lock. That capped no-op jobs near 70/s. Here:
   lock contender and the commit cost is shared.
 - Each kind of change is one prepared `UPDATE … RETURNING` (built once per shape, so
   SQLAlchemy compiles it once); a claim reads the payload back in the same statement.
-- On SQLite the whole batch runs in one dedicated thread on a blocking connection
-  (one thread hop per batch); on PostgreSQL it runs on the async engine (asyncpg).
+- On SQLite a small batch runs on the loop when it can take the write lock at once, any
+  other in one dedicated thread on a blocking connection (one thread hop per batch; see
+  shared/jobs/sqlite_batches.py); on PostgreSQL it runs on the async engine (asyncpg).
 - After the commit, every changed job is announced (snapshot + SSE event, and a finished
   job's duration for the histogram) by one Lua script in one Redis round trip. The next
   commit does not wait for it, and the batches committed meanwhile are announced
