@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from shared.fields import NOT_BLANK, Id, WholeNumber
+from shared.fields import NOT_A_BOOLEAN, NOT_BLANK, Id, WholeNumber
 from shared.jobs.schemas import JobOut
 
 RatingName = Literal["again", "hard", "good", "easy"]
@@ -94,7 +94,7 @@ class CardOut(BaseModel):
 
 class ReviewIn(BaseModel):
     rating: RatingName
-    duration_ms: WholeNumber | None = Field(default=None, ge=0, le=24 * 3600 * 1000)
+    duration_ms: Annotated[int, Field(ge=0, le=24 * 3600 * 1000), NOT_A_BOOLEAN] | None = None
     reviewed_at: AwareDatetime | None = Field(
         default=None,
         description="When the review happened (for reviews made offline); defaults to now. "
