@@ -15,6 +15,7 @@ from sqlalchemy import update
 from shared.jobs import service as jobs
 from shared.jobs.errors import PermanentJobError, TransientJobError
 from shared.jobs.models import Job, JobStatus
+from shared.jobs.schemas import JobOut
 from shared.resources import Resources
 from tests.conftest import Account, assert_error, sign_up
 from worker.lifecycle import WORKER_ID, JobRun, run_job
@@ -210,3 +211,27 @@ async def _reap_orphans_and_lost_jobs(
     for job_id in (orphan, lost):  # leave nothing in the shared Redis
         await resources.redis.delete(job_key_prefix + job_id)
         await resources.redis.zrem(resources.settings.queue_name, job_id)
+
+
+async def test_a_claim_announced_after_a_cancel_does_not_undo_it(
+    client: httpx.AsyncClient, alice: Account, resources: Resources
+) -> None:
+    """A worker's claim committed just before the API's cancel can be announced after it;
+    the poll must still say cancelled (a job never leaves a final status)."""
+    job_id = await new_job(resources, alice)
+    queued = await read(client, alice, job_id)
+    running = jobs.JobState(alice.user_id, JobOut.model_validate({**queued, "status": "running"}))
+
+    async def announce_running() -> None:
+        announcements = jobs.Announcements()
+        announcements.add(running)
+        async with resources.redis.pipeline(transaction=False) as pipe:
+            announcements.queue(pipe)
+            await pipe.execute()
+
+    await announce_running()  # over a state that is not final: replaces it
+    assert (await read(client, alice, job_id))["status"] == "running"
+    cancel = await client.post(f"/api/jobs/{job_id}/cancel", headers=alice.headers)
+    assert cancel.status_code == 200, cancel.text
+    await announce_running()  # late: left out
+    assert (await read(client, alice, job_id))["status"] == "cancelled"

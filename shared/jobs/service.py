@@ -168,21 +168,32 @@ def queue_new_jobs(pipe: Pipeline, queue_name: str, states: Sequence[JobState]) 
 
 
 # KEYS: each state's snapshot key, then the duration histogram's hash when there are
-# durations. ARGV[1]: the number of states; per state its snapshot, the snapshot's TTL (s)
-# and the channel to publish it on; then per duration its bucket field, its sum field and
-# the seconds.
+# durations. ARGV[1]: the number of states; per state its snapshot, the snapshot's TTL (s),
+# the channel to publish it on and whether it is final ('1' or '0'); then per duration its
+# bucket field, its sum field and the seconds. A state that is not final never replaces a
+# final one: a job never leaves a final status, so such a state is older (a claim committed
+# just before the API's cancel can be announced after it).
 _ANNOUNCE_STATES = """
+local final_statuses = {FINAL}
+local function ended(key)
+  local current = redis.call('GET', key)
+  if not current then return false end
+  local status = string.match(current, '^{"id":"[^"]*","kind":"[^"]*","status":"(%a+)"')
+  return final_statuses[status] == true
+end
 local states = tonumber(ARGV[1])
 for i = 1, states do
-  local snapshot = ARGV[3 * i - 1]
-  redis.call('SET', KEYS[i], snapshot, 'EX', ARGV[3 * i])
-  redis.call('PUBLISH', ARGV[3 * i + 1], snapshot)
+  local snapshot, final = ARGV[4 * i - 2], ARGV[4 * i + 1]
+  if final == '1' or not ended(KEYS[i]) then
+    redis.call('SET', KEYS[i], snapshot, 'EX', ARGV[4 * i - 1])
+    redis.call('PUBLISH', ARGV[4 * i], snapshot)
+  end
 end
-for j = 3 * states + 2, #ARGV, 3 do
+for j = 4 * states + 2, #ARGV, 3 do
   redis.call('HINCRBY', KEYS[states + 1], ARGV[j], 1)
   redis.call('HINCRBYFLOAT', KEYS[states + 1], ARGV[j + 1], ARGV[j + 2])
 end
-"""
+""".replace("{FINAL}", "{" + ", ".join(f"{s} = true" for s in sorted(TERMINAL_STATUSES)) + "}")
 
 
 @dataclass(slots=True)
@@ -199,8 +210,9 @@ class Announcements:
 
     def add(self, state: JobState) -> None:
         data, ttl = _snapshot(state)
+        final = "1" if state.job.status in TERMINAL_STATUSES else "0"
         self._keys.append(snapshot_key(state.user_id, state.job.id))
-        self._states += (data, ttl, job_events_channel(state.job.id))
+        self._states += (data, ttl, job_events_channel(state.job.id), final)
 
     def add_duration(self, fields: tuple[str, str, str], seconds: float) -> None:
         histogram, bucket, total = fields
