@@ -190,7 +190,7 @@ async def delete_card(card_id: str, user_id: UserId, session: SessionDep) -> Res
 @router.post(
     "/cards/{card_id}/reviews",
     status_code=status.HTTP_201_CREATED,
-    responses=responses(401, 404, 422),
+    responses=responses(401, 404, 409, 422),
 )
 async def review_card(
     card_id: str, data: ReviewIn, user_id: UserId, session: SessionDep

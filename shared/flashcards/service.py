@@ -9,7 +9,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth.models import User
-from shared.errors import InvalidInput, NotFound
+from shared.errors import Conflict, NotFound
 from shared.flashcards import scheduling
 from shared.flashcards.generate import CardDraft
 from shared.flashcards.models import Card, Deck, Review
@@ -184,7 +184,8 @@ async def review_card(
     card = await get_card(session, user_id, card_id)
     reviewed_at = (data.reviewed_at or datetime.now(UTC)).astimezone(UTC)
     if card.last_review_at is not None and reviewed_at < card.last_review_at:
-        raise InvalidInput("A review cannot be older than the card's previous review.")
+        # 409: valid on its own, it conflicts with the card's history
+        raise Conflict("A review cannot be older than the card's previous review.")
     retention = await desired_retention(session, user_id)
     review = _apply_review(card, data.rating, reviewed_at, data.duration_ms, retention)
     session.add(review)
