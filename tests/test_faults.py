@@ -125,6 +125,24 @@ async def wait_running(
         await asyncio.sleep(0.02)
 
 
+async def wait_stored(
+    stack: Stack, account: Account, job_id: str, material_id: str
+) -> dict[str, Any]:
+    """The job, once it is running and has stored some of its vectors in Chroma."""
+    collection = await stack.resources.store._collection()
+    deadline = time.monotonic() + 60
+    while True:
+        response = await stack.client.get(f"/api/jobs/{job_id}", headers=account.headers)
+        job: dict[str, Any] = response.json()
+        assert job["status"] in {"queued", "running"}, job
+        if job["status"] == "running":
+            stored = await collection.get(where={"material_id": material_id}, include=[])
+            if stored["ids"]:
+                return job
+        assert time.monotonic() < deadline, job
+        await asyncio.sleep(0.02)
+
+
 # ------------------------------------------------------------------ 1. a killed worker
 
 
@@ -133,16 +151,16 @@ async def test_sigkilled_worker_mid_ingestion_loses_and_doubles_nothing(make_sta
     async with make_stack(job_lease_seconds=2.0) as stack:
         workers = stack.workers.start_many(2)
         account = await sign_up(stack.client)
-        created = await add_text(stack, account, "Long", long_text(1, 2000))
-        job_id = created["job"]["id"]
-        job = await wait_running(stack, account, job_id, progress=30)  # embedding
+        # ~1,800 chunks: stored 512 at a time, so the job is killed between two upserts
+        created = await add_text(stack, account, "Long", long_text(1, 3600))
+        job_id, material_id = created["job"]["id"], created["material"]["id"]
+        job = await wait_stored(stack, account, job_id, material_id)
         victim = next(w for w in workers if w.worker_id == job["worker"])
         survivor = next(w for w in workers if w is not victim)
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait()
         killed_at = time.monotonic()
         collection = await stack.resources.store._collection()
-        material_id = created["material"]["id"]
         left = (await collection.get(where={"material_id": material_id}, include=[]))["ids"]
         assert left, "the killed attempt should have left vectors behind"
 
